@@ -1,0 +1,43 @@
+"""fairseq / torch version shims, applied once when the plugin is imported.
+
+torch >= 2.6 loads checkpoints with ``weights_only=True``: its unpickler accepts tensors, containers
+and primitive types, and refuses every other pickled global unless it is allow-listed. fairseq's
+``checkpoint_utils.load_checkpoint_to_cpu`` calls plain ``torch.load``, so every fairseq checkpoint
+(its ``cfg`` holds the model options as an ``argparse.Namespace``) is refused and
+``fairseq-generate`` fails with "Unsupported global: argparse.Namespace".
+
+The fix keeps the safety on: we add exactly the globals that fairseq checkpoints hold to torch's
+allow-list. A checkpoint that pickles anything else (a crafted ``os.system`` payload, any other
+class) is still refused by torch. ``tests/test_checkpoint_safety.py`` scans the checkpoints that
+every training configuration we ship produces, so a new global shows up as a failing test rather
+than as a broken ``fairseq-generate``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import List
+
+import torch
+
+# Every global found in checkpoints written by fairseq's trainer (fairseq 0.12.x / fairseq-fixed):
+# ``state["cfg"]["model"]`` is the argparse Namespace of the model options. Everything else
+# fairseq stores (OmegaConf containers converted to dicts, optimizer and meter state dicts,
+# iterator state, our task state) is made of plain containers, numbers, strings and tensors.
+FAIRSEQ_CHECKPOINT_GLOBALS: List[type] = [argparse.Namespace]
+
+_applied = False
+
+
+def torch_needs_allowlist() -> bool:
+    """True when this torch has the weights-only unpickler and its allow-list API (torch >= 2.4)."""
+    return hasattr(torch.serialization, "add_safe_globals")
+
+
+def apply() -> None:
+    """Allow-list the fairseq checkpoint globals in torch's weights-only unpickler (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    if torch_needs_allowlist():
+        torch.serialization.add_safe_globals(FAIRSEQ_CHECKPOINT_GLOBALS)
+    _applied = True

@@ -1,0 +1,63 @@
+"""Shared fixtures: repository paths, the fairseq CLI in a subprocess, and the shared real data."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_BIN = REPO / "data-bin" / "synthetic"
+SHARED_DATA = Path(os.environ.get("ERPO_SHARED_DATA", REPO.parent / "shared" / "data"))
+BIN = Path(sys.executable).parent
+
+
+def cli(tool: str, *args: str, cwd: Path = REPO, check: bool = True,
+        timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a fairseq console script (fairseq-train, fairseq-generate, ...) from this venv."""
+    exe = shutil.which(tool, path=str(BIN)) or tool
+    env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
+    proc = subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def train_args(save_dir: Path, *extra: str, updates: int = 20) -> List[str]:
+    """fairseq-train arguments for a short run of the paper's preset on data-bin/synthetic."""
+    return [str(DATA_BIN), "--user-dir", "fairseq_erpo", "--arch", "lstm_erpo_iwslt_de_en",
+            "--optimizer", "adam", "--lr", "1e-3", "--batch-size", "64",
+            "--max-update", str(updates), "--save-dir", str(save_dir), "--seed", "1",
+            "--no-progress-bar", "--log-interval", "10", "--num-workers", "0",
+            "--no-epoch-checkpoints", *extra]
+
+
+def generate_args(checkpoint: Path, *extra: str) -> List[str]:
+    return [str(DATA_BIN), "--user-dir", "fairseq_erpo", "--path", str(checkpoint),
+            "--beam", "5", "--batch-size", "128", "--required-batch-size-multiple", "1",
+            "--gen-subset", "test", *extra]
+
+
+@pytest.fixture(scope="session")
+def mle_checkpoint(tmp_path_factory) -> Path:
+    """A 20-update MLE checkpoint trained through the real fairseq-train CLI (once per session)."""
+    save_dir = tmp_path_factory.mktemp("mle")
+    cli("fairseq-train", *train_args(save_dir, "--criterion", "cross_entropy"))
+    return save_dir / "checkpoint_last.pt"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/data: skip when absent, but fail loudly in CI (CI=true)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        msg = f"shared data missing: {path} (set ERPO_SHARED_DATA to the shared/data folder)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
