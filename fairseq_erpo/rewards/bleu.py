@@ -1,0 +1,168 @@
+"""Sentence BLEU on token-id tensors, identical to ``sacrebleu.sentence_bleu(tokenize="none")``.
+
+``bleu_from_stats`` is sacrebleu's ``BLEU.compute_bleu`` vectorized over any leading shape: the
+same brevity penalty, the early 0 when nothing matches, the same smoothing methods (``none``,
+``floor``, ``add-k``, ``exp``) and effective order. Both the sentence scores and the token-level
+increments (every candidate next token at once) go through it, so they agree by construction.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .base import Reward
+from .ngrams import (NgramMatchState, SpecialTokens, TokenDeltas, check_pair, check_tokens,
+                     clipped_ngram_matches, mask_hypotheses, mask_references)
+from .registry import option, register_reward
+
+MAX_ORDER = 4
+SMOOTH_DEFAULTS = {"none": None, "floor": 0.1, "add-k": 1.0, "exp": None}
+_LOG_ZERO = -9999999999.0  # sacrebleu's my_log(0)
+
+
+def check_smoothing(smooth: str, smooth_value: Optional[float]) -> float:
+    """The effective smoothing value; ValueError naming the option for a bad method or value."""
+    if smooth not in SMOOTH_DEFAULTS:
+        raise ValueError(f"--bleu-smooth {smooth!r}: choose one of {', '.join(SMOOTH_DEFAULTS)}")
+    value = SMOOTH_DEFAULTS[smooth] if smooth_value is None else float(smooth_value)
+    if smooth in ("floor", "add-k") and not value > 0:
+        raise ValueError(f"--bleu-smooth-value must be > 0 for {smooth}, got {smooth_value}")
+    return 0.0 if value is None else value
+
+
+def bleu_from_stats(correct: Tensor, total: Tensor, sys_len: Tensor, ref_len: Tensor,
+                    smooth: str = "exp", smooth_value: Optional[float] = None,
+                    effective_order: bool = True) -> Tensor:
+    """BLEU in [0, 100] from sufficient statistics.
+
+    ``correct``/``total``: ``[..., N]`` clipped matches and hypothesis n-grams per order;
+    ``sys_len``/``ref_len``: ``[...]``. Returns float64 ``[...]``.
+    """
+    value = check_smoothing(smooth, smooth_value)
+    correct, total = correct.double(), total.double()
+    sys_len, ref_len = sys_len.double(), ref_len.double()
+    order = correct.size(-1)
+
+    safe_sys = sys_len.clamp(min=1.0)
+    bp = torch.where(sys_len < ref_len, torch.exp(1.0 - ref_len / safe_sys), torch.ones_like(sys_len))
+    bp = torch.where(sys_len > 0, bp, torch.zeros_like(bp))
+
+    alive = torch.ones_like(sys_len, dtype=torch.bool)  # sacrebleu breaks at the first empty order
+    eff_order = torch.full_like(sys_len, float(order))
+    mteval = torch.ones_like(sys_len)
+    log_sum = torch.zeros_like(sys_len)
+    logs = []
+    for n in range(order):
+        c, t = correct[..., n], total[..., n]
+        if smooth == "add-k" and n > 0:
+            c, t = c + value, t + value
+        alive = alive & (t > 0)
+        if effective_order:
+            eff_order = torch.where(alive, torch.full_like(eff_order, n + 1.0), eff_order)
+        safe_t = t.clamp(min=1e-300)
+        zero = c == 0
+        if smooth == "exp":
+            mteval = torch.where(alive & zero, mteval * 2, mteval)
+            smoothed = 100.0 / (mteval * safe_t)
+        elif smooth == "floor":
+            smoothed = 100.0 * value / safe_t
+        else:
+            smoothed = torch.zeros_like(c)
+        p = torch.where(zero, smoothed, 100.0 * c / safe_t)
+        p = torch.where(alive, p, torch.zeros_like(p))
+        logs.append(torch.where(p > 0, torch.log(p.clamp(min=1e-300)), torch.full_like(p, _LOG_ZERO)))
+    for n, log_p in enumerate(logs):  # left to right, as sacrebleu sums its list
+        log_sum = log_sum + torch.where(n < eff_order, log_p, torch.zeros_like(log_p))
+    score = bp * torch.exp(log_sum / eff_order)
+    return torch.where((correct > 0).any(-1), score, torch.zeros_like(score))
+
+
+def sentence_bleu(hyps: Tensor, refs: Tensor, special: SpecialTokens, smooth: str = "exp",
+                  smooth_value: Optional[float] = None, effective_order: bool = True,
+                  max_order: int = MAX_ORDER) -> Tensor:
+    """BLEU in [0, 100] of each hypothesis row against its reference row: float64 ``[B]``.
+
+    Defaults are ``sacrebleu.sentence_bleu``'s (``exp`` smoothing, effective order).
+    """
+    check_pair(hyps, refs)
+    hyp_ids, hyp_len = mask_hypotheses(hyps, special)
+    ref_ids, ref_len = mask_references(refs, special)
+    correct, total, _ = clipped_ngram_matches(hyp_ids, hyp_len, ref_ids, ref_len, max_order)
+    return bleu_from_stats(correct, total, hyp_len, ref_len, smooth, smooth_value, effective_order)
+
+
+class BleuIncrement:
+    """dR(v) = BLEU(y_<t + v) - BLEU(y_<t) for all v, carried step to step (paper Eq. 3-4)."""
+
+    def __init__(self, refs: Tensor, special: SpecialTokens, smooth: str, smooth_value: Optional[float],
+                 effective_order: bool, scale: float, max_order: int = MAX_ORDER):
+        self.matches = NgramMatchState(refs, special, max_order)
+        self.special = special
+        self.kwargs = dict(smooth=smooth, smooth_value=smooth_value, effective_order=effective_order)
+        self.scale = scale
+
+    def _bleu(self, correct: Tensor, total: Tensor, sys_len: Tensor, ref_len: Tensor) -> Tensor:
+        return self.scale * bleu_from_stats(correct, total, sys_len, ref_len, **self.kwargs)
+
+    def current(self) -> Tensor:
+        m = self.matches
+        return self._bleu(m.correct, m.totals(), m.hyp_len, m.ref_len)
+
+    def deltas(self) -> TokenDeltas:
+        m = self.matches
+        now = self.current()
+        total_next, len_next = m.totals(extra=1), m.hyp_len + 1
+        other = self._bleu(m.correct, total_next, len_next, m.ref_len) - now
+        gains = m.candidate_gains()  # [B, Lr, N]
+        length = gains.size(1)
+        ref_values = self._bleu(m.correct.unsqueeze(1) + gains,
+                                total_next.unsqueeze(1).expand_as(gains),
+                                len_next.unsqueeze(1).expand(-1, length),
+                                m.ref_len.unsqueeze(1).expand(-1, length)) - now.unsqueeze(1)
+        return _with_eos_zero(TokenDeltas(other.unsqueeze(1), torch.where(m.ref_valid, m.ref_ids, -1),
+                                          ref_values), self.special.eos)
+
+    def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
+        self.matches.advance(tokens, active)
+
+
+def _with_eos_zero(deltas: TokenDeltas, eos: int) -> TokenDeltas:
+    """Appending EOS leaves the scored sequence unchanged: dR(eos) = 0."""
+    bsz = deltas.tokens.size(0)
+    tokens = torch.cat([deltas.tokens, deltas.tokens.new_full((bsz, 1), eos)], dim=1)
+    values = torch.cat([deltas.values, deltas.values.new_zeros(bsz, 1)], dim=1)
+    return TokenDeltas(deltas.base, tokens, values)
+
+
+@register_reward("bleu")
+class BleuReward(Reward):
+    """Sentence BLEU as a reward, scaled by ``--reward-scale`` (default 0.01, BLEU in [0, 1] as in
+    the authors' reference code). Default smoothing ``add-k`` (k=1): every prefix with a matching
+    unigram gets a non-zero reward, which the token-level increments need."""
+
+    def __init__(self, special: SpecialTokens, smooth: str = "add-k", smooth_value: Optional[float] = None,
+                 effective_order: bool = True, scale: float = 0.01):
+        super().__init__(special)
+        check_smoothing(smooth, smooth_value)
+        if not scale > 0:
+            raise ValueError(f"--reward-scale must be > 0, got {scale}")
+        self.smooth, self.smooth_value = smooth, smooth_value
+        self.effective_order, self.scale = effective_order, scale
+
+    @classmethod
+    def build(cls, dictionary, options) -> "BleuReward":
+        return cls(SpecialTokens.from_dictionary(dictionary), smooth=option(options, "bleu_smooth", "add-k"),
+                   smooth_value=option(options, "bleu_smooth_value", None),
+                   effective_order=option(options, "bleu_effective_order", True),
+                   scale=option(options, "reward_scale", 0.01))
+
+    def score(self, hyps: Tensor, refs: Tensor) -> Tensor:
+        return self.scale * sentence_bleu(hyps, refs, self.special, self.smooth, self.smooth_value,
+                                          self.effective_order)
+
+    def start(self, refs: Tensor) -> BleuIncrement:
+        check_tokens("refs", refs)
+        return BleuIncrement(refs, self.special, self.smooth, self.smooth_value, self.effective_order,
+                             self.scale)

@@ -1,0 +1,271 @@
+"""Batched n-gram statistics on token-id tensors: the one piece BLEU and ROUGE share.
+
+Everything works on padded ``[B, L]`` LongTensors on any device, with no Python loop over batch
+elements, positions or vocabulary entries (the loops below run over n-gram orders only).
+
+Conventions, shared by all rewards:
+  * a sequence is the tokens before its first ``pad`` or ``eos``; EOS is never scored;
+  * in references, ``unk`` never matches anything (not even a hypothesis ``unk``).
+
+Counting is exact, with no hashing: sentence-level counts pack each n-gram into one int64 key
+(injective, see ``_packed_ngrams``) and count clipped matches on row-wise sorted keys; the
+incremental state compares reference n-grams pairwise once per batch (``[B, Lr, Lr]``). Every
+count is an integer, and the same code runs on CUDA.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+# Masked ids: negative, so they never equal a real (non-negative) token id, and distinct from one
+# another so that hypothesis padding never equals reference padding or a reference <unk>.
+_HYP_PAD, _REF_PAD, _REF_UNK = -1, -2, -3
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of the special symbols the rewards need (from a fairseq ``Dictionary``)."""
+
+    pad: int
+    eos: int
+    unk: Optional[int] = None
+
+    @classmethod
+    def from_dictionary(cls, dictionary) -> "SpecialTokens":
+        return cls(pad=dictionary.pad(), eos=dictionary.eos(), unk=dictionary.unk())
+
+
+def check_tokens(name: str, tokens: Tensor, batch_size: Optional[int] = None) -> None:
+    """Raise ValueError naming ``name`` unless ``tokens`` is a non-empty [B, L] tensor of ids >= 0."""
+    if not isinstance(tokens, Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor of token ids, got {type(tokens).__name__}")
+    if tokens.dim() != 2:
+        raise ValueError(f"{name}: expected shape [batch, length], got {tuple(tokens.shape)}")
+    if tokens.dtype in (torch.float16, torch.float32, torch.float64, torch.bfloat16, torch.bool):
+        raise ValueError(f"{name}: expected integer token ids, got dtype {tokens.dtype}")
+    if tokens.size(0) == 0:
+        raise ValueError(f"{name}: empty batch (batch size 0)")
+    if batch_size is not None and tokens.size(0) != batch_size:
+        raise ValueError(f"{name}: batch size {tokens.size(0)} does not match hyps' {batch_size}")
+    if tokens.numel() and int(tokens.min()) < 0:
+        raise ValueError(f"{name}: negative token id {int(tokens.min())}")
+
+
+def check_pair(hyps: Tensor, refs: Tensor) -> None:
+    check_tokens("hyps", hyps)
+    check_tokens("refs", refs, batch_size=hyps.size(0))
+    if hyps.device != refs.device:
+        raise ValueError(f"refs: on {refs.device}, hyps on {hyps.device}")
+
+
+def sequence_mask(tokens: Tensor, special: SpecialTokens) -> Tensor:
+    """True for the tokens of each sequence: everything before the first pad or eos."""
+    keep = (tokens != special.pad) & (tokens != special.eos)
+    return keep.long().cumprod(dim=1).bool()
+
+
+def mask_hypotheses(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Tensor]:
+    """(ids with padding replaced by a sentinel, lengths)."""
+    valid = sequence_mask(tokens, special)
+    return tokens.masked_fill(~valid, _HYP_PAD), valid.sum(1)
+
+
+def mask_references(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Tensor]:
+    """(ids with padding and <unk> replaced by sentinels that match nothing, lengths).
+
+    <unk> still counts towards the reference length, as the word it stands for would.
+    """
+    valid = sequence_mask(tokens, special)
+    ids = tokens.masked_fill(~valid, _REF_PAD)
+    if special.unk is not None:
+        ids = ids.masked_fill(valid & (tokens == special.unk), _REF_UNK)
+    return ids, valid.sum(1)
+
+
+def ngram_equality(a: Tensor, b: Tensor, max_order: int) -> List[Tensor]:
+    """``eq[n-1][k, i, j]``: the n-gram of ``a[k]`` starting at i equals that of ``b[k]`` at j.
+
+    Built from the unigram matrix: ``eq_n[i, j] = eq_{n-1}[i, j] & eq_1[i+n-1, j+n-1]``. Shapes are
+    ``[B, La-n+1, Lb-n+1]`` (clamped at 0). Windows that run into padding are not excluded here;
+    callers mask them by length.
+    """
+    first = a.unsqueeze(2) == b.unsqueeze(1)
+    eq = [first]
+    for n in range(2, max_order + 1):
+        eq.append(eq[-1][:, :-1, :-1] & first[:, n - 1:, n - 1:])
+    return eq
+
+
+def window_mask(lengths: Tensor, width: int, n: int) -> Tensor:
+    """[B, width]: True where an n-gram starting there lies inside the sequence."""
+    starts = torch.arange(width, device=lengths.device)
+    return starts.unsqueeze(0) < (lengths - n + 1).unsqueeze(1)
+
+
+# Packing: an n-gram of ids < 2^15 is one int64 key, id_1 << 15(n-1) | ... | id_n (<= 60 bits, so
+# the key is exact and non-negative). Reference <unk> becomes the part 2^15 - 1, which no hypothesis
+# id takes, and windows that run into padding get negative keys, distinct for the two sides.
+_PART_BITS = 15
+_REF_UNK_PART = (1 << _PART_BITS) - 1
+_HYP_NONE, _REF_NONE = -1, -2
+
+
+def _dense_ids(hyp_ids: Tensor, ref_ids: Tensor) -> Tuple[Tensor, Tensor]:
+    """Relabel token ids to 0..(distinct tokens in the batch) - 1 when they do not fit in 15 bits."""
+    real = torch.cat([hyp_ids[hyp_ids >= 0], ref_ids[ref_ids >= 0]])
+    if real.numel() == 0 or int(real.max()) < _REF_UNK_PART:
+        return hyp_ids, ref_ids
+    values = torch.unique(real)
+    if values.numel() >= _REF_UNK_PART:
+        raise ValueError(f"hyps: {values.numel()} distinct token ids in one batch; split the batch "
+                         f"(at most {_REF_UNK_PART - 1})")
+
+    def relabel(ids: Tensor) -> Tensor:
+        dense = torch.searchsorted(values, ids.clamp(min=0))
+        return torch.where(ids >= 0, dense, ids)
+
+    return relabel(hyp_ids), relabel(ref_ids)
+
+
+def _packed_ngrams(ids: Tensor, lengths: Tensor, max_order: int, none_key: int) -> Tensor:
+    """[max_order * B, L]: row (n-1)*B + b holds the keys of the n-grams of sequence b."""
+    bsz, length = ids.shape
+    parts = ids.clamp(min=0)  # padding parts are masked below through the window mask
+    keys = ids.new_full((max_order, bsz, length), none_key)
+    key = parts
+    for n in range(1, max_order + 1):
+        if n > 1:
+            key = (key[:, :-1] << _PART_BITS) | parts[:, n - 1:]
+        width = key.size(1)
+        keys[n - 1, :, :width] = torch.where(window_mask(lengths, width, n), key, none_key)
+    return keys.view(max_order * bsz, length)
+
+
+def clipped_ngram_matches(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref_len: Tensor,
+                          max_order: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Per order n = 1..max_order: (clipped matches, hypothesis n-grams, reference n-grams), each
+    ``[B, max_order]`` int64. Clipped matches = sum over distinct hypothesis n-grams g of
+    ``min(count_hyp(g), count_ref(g))``: BLEU's "correct" and ROUGE-N's intersection.
+
+    Counted on sorted keys: the k-th occurrence (k = 0, 1, ...) of a hypothesis n-gram is a match
+    iff the reference holds it more than k times.
+    """
+    if max_order * _PART_BITS > 62:
+        raise ValueError(f"max_order {max_order}: at most {62 // _PART_BITS} with packed keys")
+    hyp_ids, ref_ids = _dense_ids(hyp_ids, ref_ids)
+    ref_ids = torch.where(ref_ids == _REF_UNK, torch.full_like(ref_ids, _REF_UNK_PART), ref_ids)
+    hyp_keys = _packed_ngrams(hyp_ids, hyp_len, max_order, _HYP_NONE).sort(dim=1).values
+    ref_keys = _packed_ngrams(ref_ids, ref_len, max_order, _REF_NONE).sort(dim=1).values
+    occurrence = torch.arange(hyp_keys.size(1), device=hyp_keys.device) - \
+        torch.searchsorted(hyp_keys, hyp_keys, side="left")
+    in_ref = torch.searchsorted(ref_keys, hyp_keys, side="right") - \
+        torch.searchsorted(ref_keys, hyp_keys, side="left")
+    bsz = hyp_ids.size(0)
+    correct = (occurrence < in_ref).sum(1).view(max_order, bsz).t()
+    orders = torch.arange(1, max_order + 1, device=hyp_ids.device)
+    hyp_total = (hyp_len.unsqueeze(1) - orders + 1).clamp(min=0)
+    ref_total = (ref_len.unsqueeze(1) - orders + 1).clamp(min=0)
+    return correct, hyp_total, ref_total
+
+
+class NgramMatchState:
+    """Clipped n-gram matches of a growing hypothesis against fixed references, updated per token.
+
+    The state lives on the reference positions (``[B, Lr]`` per order), so each step costs
+    O(B * Lr^2) at most, independent of the vocabulary:
+
+    * ``suffix[k][b, j]``: the hypothesis' last k tokens equal ``ref[b, j-k+1 .. j]``;
+    * ``hyp_count[n][b, j]``: how often the hypothesis contains the reference n-gram ending at j;
+    * ``ref_count[n][b, j]``: how often the reference contains it;
+    * ``correct[b, n-1]``: clipped matches so far, ``hyp_len[b]``: hypothesis length.
+
+    :meth:`candidate_gains` answers, for every reference token v at once, whether appending v adds
+    a clipped match of order n; tokens absent from the reference never do, so they share one value.
+    """
+
+    def __init__(self, refs: Tensor, special: SpecialTokens, max_order: int):
+        self.max_order = max_order
+        self.ref_ids, self.ref_len = mask_references(refs, special)
+        ids, bsz, length = self.ref_ids, refs.size(0), refs.size(1)
+        self.ref_valid = ids >= 0  # real tokens (not pad, not <unk>): candidates for a match
+        self.same_token = (ids.unsqueeze(2) == ids.unsqueeze(1)) & self.ref_valid.unsqueeze(1)
+        ref_ref = ngram_equality(ids, ids, max_order)
+        self.ref_count: List[Tensor] = []
+        for n in range(1, max_order + 1):
+            ok = window_mask(self.ref_len, ref_ref[n - 1].size(2), n)
+            by_start = ((ref_ref[n - 1] & ok.unsqueeze(1)).sum(-1)) * ok
+            # index by the n-gram's last position: shift right by n-1
+            self.ref_count.append(torch.nn.functional.pad(by_start, (n - 1, 0))[:, :length])
+        zeros_bool = torch.zeros(bsz, length, dtype=torch.bool, device=refs.device)
+        self.suffix = [zeros_bool.clone() for _ in range(max_order)]  # suffix[k-1]: last k tokens
+        self.hyp_count = [torch.zeros_like(c) for c in self.ref_count]
+        self.correct = refs.new_zeros(bsz, max_order)
+        self.hyp_len = refs.new_zeros(bsz)
+
+    def _extends(self, n: int) -> Tensor:
+        """[B, Lr]: the hypothesis' last n-1 tokens equal the n-1 reference tokens before j."""
+        if n == 1:
+            return self.ref_valid
+        prev = self.suffix[n - 2]
+        return torch.nn.functional.pad(prev, (1, 0))[:, :-1] & self.ref_valid
+
+    def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
+        """Append ``tokens[b]`` to hypothesis b for every active row (others stay as they are)."""
+        if active is None:
+            active = torch.ones_like(tokens, dtype=torch.bool)
+        hits = self.ref_ids == tokens.unsqueeze(1)
+        new_suffix = []
+        for n in range(1, self.max_order + 1):
+            matched = self._extends(n) & hits  # the new n-gram equals the reference n-gram at j
+            gain = (matched & (self.hyp_count[n - 1] < self.ref_count[n - 1])).any(-1)
+            self.correct[:, n - 1] += (gain & active).long()
+            self.hyp_count[n - 1] += (matched & active.unsqueeze(1)).long()
+            new_suffix.append(torch.where(active.unsqueeze(1), matched, self.suffix[n - 1]))
+        self.suffix = new_suffix
+        self.hyp_len += active.long()
+
+    def candidate_gains(self) -> Tensor:
+        """[B, Lr, max_order] int64: appending token ``ref[b, j]`` adds a clipped n-gram match.
+
+        Every position holding the same token gets the same answer (a token's n-gram given the
+        current suffix is unique, so its gain is the OR over the positions where it occurs).
+        """
+        gains = []
+        for n in range(1, self.max_order + 1):
+            here = self._extends(n) & (self.hyp_count[n - 1] < self.ref_count[n - 1])
+            gains.append((self.same_token & here.unsqueeze(1)).any(-1))
+        return torch.stack(gains, dim=-1).long()
+
+    def totals(self, extra: int = 0) -> Tensor:
+        """[B, max_order]: hypothesis n-gram counts after ``extra`` more tokens."""
+        orders = torch.arange(1, self.max_order + 1, device=self.hyp_len.device)
+        return (self.hyp_len.unsqueeze(1) + extra - orders + 1).clamp(min=0)
+
+
+@dataclass
+class TokenDeltas:
+    """dR(v | y_<t, y*) for every vocabulary token v, stored compactly.
+
+    ``base`` is broadcastable to ``[B, V]`` (``[B, 1]`` for "every other token", or ``[1, V]`` for a
+    per-token value shared by the batch), plus ``row_offset`` (``[B, 1]``) when given;
+    ``tokens``/``values`` (``[B, K]``) override it at K positions per row (entries with
+    ``tokens < 0`` are ignored). :meth:`expand` materializes ``[B, V]``.
+    """
+
+    base: Tensor
+    tokens: Tensor
+    values: Tensor
+    row_offset: Optional[Tensor] = None
+
+    def expand(self, vocab_size: int) -> Tensor:
+        bsz = self.tokens.size(0)
+        dense = self.base.expand(bsz, vocab_size).to(self.values.dtype)
+        dense = dense + self.row_offset if self.row_offset is not None else dense.clone()
+        # ignored entries go to an extra column that is dropped again
+        index = self.tokens.masked_fill(self.tokens < 0, vocab_size)
+        dense = torch.cat([dense, dense.new_zeros(bsz, 1)], dim=1)
+        dense.scatter_(1, index, self.values)
+        return dense[:, :vocab_size]

@@ -1,0 +1,105 @@
+"""Unigram-noising reward (Xie et al., 2017; paper Eq. 9).
+
+Data noising replaces each reference token, with probability gamma, by a draw from the unigram
+distribution u of the training data. Its ERPO reward is the log-probability of that noise process:
+
+    R(y | y*) = sum_t log( gamma * u(y_t) + (1 - gamma) * [y_t = y*_t] )   if T = T*, else -inf,
+
+so exp(dR) at each position is exactly the noising distribution and sampling from
+softmax(dR) (alpha -> 0, beta = 1) *is* unigram noising. The paper's Eq. 9 writes the same process
+with |Δ| counting differing positions; it differs only in the mass gamma * u(y*_t) of drawing the
+reference token itself as noise, which Eq. 9 leaves out. EOS is never noised (u(special) = 0), so
+lengths are kept.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .base import Reward
+from .delta import DeltaState
+from .ngrams import SpecialTokens, TokenDeltas, check_pair, check_tokens, mask_hypotheses, sequence_mask
+from .registry import option, register_reward
+
+
+def unigram_from_dictionary(dictionary) -> Tensor:
+    """u over the dictionary from its training counts; special symbols get probability 0."""
+    counts = torch.tensor(dictionary.count, dtype=torch.float64)
+    counts[: dictionary.nspecial] = 0.0
+    if counts.sum() <= 0:
+        raise ValueError("--reward unigram_noise: the target dictionary has no token counts "
+                         "(build it with fairseq-preprocess from the training data)")
+    return counts / counts.sum()
+
+
+class UnigramNoiseState(DeltaState):
+    """Position bookkeeping is the delta reward's (the reference stream with EOS); the values are
+    the noise log-probabilities, so any token may be drawn where the reference has a word."""
+
+    def __init__(self, refs: Tensor, special: SpecialTokens, log_noise: Tensor, log_keep: Tensor):
+        super().__init__(refs, special)
+        self.log_noise, self.log_keep = log_noise, log_keep
+        self.total = torch.zeros(refs.size(0), dtype=torch.float64, device=refs.device)
+
+    def current(self) -> Tensor:
+        return self.total
+
+    def deltas(self) -> TokenDeltas:
+        truth = self._truth_now()
+        word = self.step < self.ref_len - 1  # a reference word (not EOS) stands here
+        keep = torch.logaddexp(self.log_noise[truth], self.log_keep.expand_as(truth).to(self.log_noise))
+        values = torch.where(word, keep, torch.zeros_like(keep))
+        # at the EOS position and beyond: EOS only (the base -inf, EOS overridden with 0)
+        offset = torch.where(word, 0.0, float("-inf")).to(self.log_noise).unsqueeze(1)
+        return TokenDeltas(self.log_noise.unsqueeze(0), truth.unsqueeze(1), values.unsqueeze(1), offset)
+
+    def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
+        if active is None:
+            active = torch.ones_like(tokens, dtype=torch.bool)
+        dense = self.deltas()
+        picked = dense.base.squeeze(0)[tokens] + dense.row_offset.squeeze(1)
+        picked = torch.where(tokens == dense.tokens.squeeze(1), dense.values.squeeze(1), picked)
+        self.total = self.total + torch.where(active, picked, torch.zeros_like(picked))
+        self.step += 1
+
+
+@register_reward("unigram_noise")
+class UnigramNoiseReward(Reward):
+    @classmethod
+    def build(cls, dictionary, options) -> "UnigramNoiseReward":
+        return cls(SpecialTokens.from_dictionary(dictionary), unigram_from_dictionary(dictionary),
+                   gamma=option(options, "noise_prob", 0.1))
+
+    def __init__(self, special: SpecialTokens, unigram: Tensor, gamma: float):
+        super().__init__(special)
+        if not 0.0 < gamma < 1.0:
+            raise ValueError(f"--noise-prob must be in (0, 1), got {gamma}")
+        if unigram.dim() != 1 or bool((unigram < 0).any()) or abs(float(unigram.sum()) - 1) > 1e-6:
+            raise ValueError("unigram: expected a probability vector over the vocabulary")
+        self.gamma = gamma
+        self.log_noise = torch.log(gamma * unigram.double())
+        self.log_keep = torch.tensor(1.0 - gamma, dtype=torch.float64).log()
+
+    def _to(self, device: torch.device) -> None:
+        if self.log_noise.device != device:
+            self.log_noise, self.log_keep = self.log_noise.to(device), self.log_keep.to(device)
+
+    def score(self, hyps: Tensor, refs: Tensor) -> Tensor:
+        check_pair(hyps, refs)
+        self._to(hyps.device)
+        hyp_ids, hyp_len = mask_hypotheses(hyps, self.special)
+        ref_len = sequence_mask(refs, self.special).sum(1)
+        width = min(hyp_ids.size(1), refs.size(1))
+        hyp, ref = hyp_ids[:, :width].clamp(min=0), refs[:, :width]
+        inside = torch.arange(width, device=hyps.device).unsqueeze(0) < hyp_len.unsqueeze(1)
+        per_token = torch.where(hyp == ref, torch.logaddexp(self.log_noise[hyp], self.log_keep),
+                                self.log_noise[hyp])
+        total = torch.where(inside, per_token, torch.zeros_like(per_token)).sum(1)
+        return torch.where(hyp_len == ref_len, total, torch.full_like(total, float("-inf")))
+
+    def start(self, refs: Tensor) -> UnigramNoiseState:
+        check_tokens("refs", refs)
+        self._to(refs.device)
+        return UnigramNoiseState(refs, self.special, self.log_noise, self.log_keep)
