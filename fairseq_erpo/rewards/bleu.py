@@ -44,39 +44,36 @@ def bleu_from_stats(correct: Tensor, total: Tensor, sys_len: Tensor, ref_len: Te
     correct, total = correct.double(), total.double()
     sys_len, ref_len = sys_len.double(), ref_len.double()
     order = correct.size(-1)
+    matched_any = (correct > 0).any(-1)  # sacrebleu returns 0 before smoothing when nothing matches
 
     safe_sys = sys_len.clamp(min=1.0)
     bp = torch.where(sys_len < ref_len, torch.exp(1.0 - ref_len / safe_sys), torch.ones_like(sys_len))
     bp = torch.where(sys_len > 0, bp, torch.zeros_like(bp))
 
-    alive = torch.ones_like(sys_len, dtype=torch.bool)  # sacrebleu breaks at the first empty order
-    eff_order = torch.full_like(sys_len, float(order))
-    mteval = torch.ones_like(sys_len)
-    log_sum = torch.zeros_like(sys_len)
-    logs = []
-    for n in range(order):
-        c, t = correct[..., n], total[..., n]
-        if smooth == "add-k" and n > 0:
-            c, t = c + value, t + value
-        alive = alive & (t > 0)
-        if effective_order:
-            eff_order = torch.where(alive, torch.full_like(eff_order, n + 1.0), eff_order)
-        safe_t = t.clamp(min=1e-300)
-        zero = c == 0
-        if smooth == "exp":
-            mteval = torch.where(alive & zero, mteval * 2, mteval)
-            smoothed = 100.0 / (mteval * safe_t)
-        elif smooth == "floor":
-            smoothed = 100.0 * value / safe_t
-        else:
-            smoothed = torch.zeros_like(c)
-        p = torch.where(zero, smoothed, 100.0 * c / safe_t)
-        p = torch.where(alive, p, torch.zeros_like(p))
-        logs.append(torch.where(p > 0, torch.log(p.clamp(min=1e-300)), torch.full_like(p, _LOG_ZERO)))
-    for n, log_p in enumerate(logs):  # left to right, as sacrebleu sums its list
-        log_sum = log_sum + torch.where(n < eff_order, log_p, torch.zeros_like(log_p))
-    score = bp * torch.exp(log_sum / eff_order)
-    return torch.where((correct > 0).any(-1), score, torch.zeros_like(score))
+    if smooth == "add-k":  # orders n > 1 only
+        bump = torch.full((order,), value, dtype=correct.dtype, device=correct.device)
+        bump[0] = 0.0
+        correct, total = correct + bump, total + bump
+    # sacrebleu's loop breaks at the first order without hypothesis n-grams
+    alive = (total > 0).long().cumprod(-1).bool()
+    eff_order = alive.sum(-1).double() if effective_order else torch.full_like(sys_len, float(order))
+    zero = correct == 0
+    safe_total = total.clamp(min=1e-300)
+    if smooth == "exp":  # each alive order without matches doubles the running divisor
+        doublings = (alive & zero).double().cumsum(-1)
+        smoothed = 100.0 / (torch.pow(2.0, doublings) * safe_total)
+    elif smooth == "floor":
+        smoothed = 100.0 * value / safe_total
+    else:
+        smoothed = torch.zeros_like(correct)
+    precision = torch.where(zero, smoothed, 100.0 * correct / safe_total)
+    precision = torch.where(alive, precision, torch.zeros_like(precision))
+    log_p = torch.where(precision > 0, torch.log(precision.clamp(min=1e-300)),
+                        torch.full_like(precision, _LOG_ZERO))
+    used = torch.arange(order, device=correct.device) < eff_order.unsqueeze(-1)
+    log_sum = torch.where(used, log_p, torch.zeros_like(log_p)).sum(-1)
+    score = bp * torch.exp(log_sum / eff_order.clamp(min=1.0))
+    return torch.where(matched_any, score, torch.zeros_like(score))
 
 
 def sentence_bleu(hyps: Tensor, refs: Tensor, special: SpecialTokens, smooth: str = "exp",
@@ -112,17 +109,18 @@ class BleuIncrement:
 
     def deltas(self) -> TokenDeltas:
         m = self.matches
-        now = self.current()
-        total_next, len_next = m.totals(extra=1), m.hyp_len + 1
-        other = self._bleu(m.correct, total_next, len_next, m.ref_len) - now
         gains = m.candidate_gains()  # [B, Lr, N]
-        length = gains.size(1)
-        ref_values = self._bleu(m.correct.unsqueeze(1) + gains,
-                                total_next.unsqueeze(1).expand_as(gains),
-                                len_next.unsqueeze(1).expand(-1, length),
-                                m.ref_len.unsqueeze(1).expand(-1, length)) - now.unsqueeze(1)
-        return _with_eos_zero(TokenDeltas(other.unsqueeze(1), torch.where(m.ref_valid, m.ref_ids, -1),
-                                          ref_values), self.special.eos)
+        bsz, length, _ = gains.shape
+        # one closed-form evaluation for: the prefix, prefix + any token outside the reference,
+        # and prefix + each reference token (columns 0, 1, 2..)
+        correct = torch.cat([m.correct.unsqueeze(1).expand(-1, 2, -1), m.correct.unsqueeze(1) + gains], 1)
+        total = torch.stack([m.totals(), m.totals(extra=1)], 1)
+        total = torch.cat([total, total[:, 1:].expand(-1, length, -1)], 1)
+        sys_len = torch.cat([m.hyp_len.unsqueeze(1), (m.hyp_len + 1).unsqueeze(1).expand(-1, length + 1)], 1)
+        bleu = self._bleu(correct, total, sys_len, m.ref_len.unsqueeze(1).expand(-1, length + 2))
+        delta = bleu[:, 1:] - bleu[:, :1]
+        return _with_eos_zero(TokenDeltas(delta[:, :1], torch.where(m.ref_valid, m.ref_ids, -1),
+                                          delta[:, 1:]), self.special.eos)
 
     def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
         self.matches.advance(tokens, active)

@@ -174,12 +174,12 @@ def clipped_ngram_matches(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref
 class NgramMatchState:
     """Clipped n-gram matches of a growing hypothesis against fixed references, updated per token.
 
-    The state lives on the reference positions (``[B, Lr]`` per order), so each step costs
-    O(B * Lr^2) at most, independent of the vocabulary:
+    The state lives on the reference positions, stacked over orders (``[B, N, Lr]``), so a step is
+    a handful of tensor ops costing O(B * N * Lr^2) at most, independent of the vocabulary:
 
-    * ``suffix[k][b, j]``: the hypothesis' last k tokens equal ``ref[b, j-k+1 .. j]``;
-    * ``hyp_count[n][b, j]``: how often the hypothesis contains the reference n-gram ending at j;
-    * ``ref_count[n][b, j]``: how often the reference contains it;
+    * ``suffix[b, k-1, j]``: the hypothesis' last k tokens equal ``ref[b, j-k+1 .. j]``;
+    * ``hyp_count[b, n-1, j]``: how often the hypothesis contains the reference n-gram ending at j;
+    * ``ref_count[b, n-1, j]``: how often the reference contains it;
     * ``correct[b, n-1]``: clipped matches so far, ``hyp_len[b]``: hypothesis length.
 
     :meth:`candidate_gains` answers, for every reference token v at once, whether appending v adds
@@ -192,55 +192,53 @@ class NgramMatchState:
         ids, bsz, length = self.ref_ids, refs.size(0), refs.size(1)
         self.ref_valid = ids >= 0  # real tokens (not pad, not <unk>): candidates for a match
         self.same_token = (ids.unsqueeze(2) == ids.unsqueeze(1)) & self.ref_valid.unsqueeze(1)
+        # float copy for the batched product in candidate_gains (exact: counts <= Lr)
+        self._same_token_f = self.same_token.float()
         ref_ref = ngram_equality(ids, ids, max_order)
-        self.ref_count: List[Tensor] = []
+        counts = []
         for n in range(1, max_order + 1):
             ok = window_mask(self.ref_len, ref_ref[n - 1].size(2), n)
             by_start = ((ref_ref[n - 1] & ok.unsqueeze(1)).sum(-1)) * ok
             # index by the n-gram's last position: shift right by n-1
-            self.ref_count.append(torch.nn.functional.pad(by_start, (n - 1, 0))[:, :length])
-        zeros_bool = torch.zeros(bsz, length, dtype=torch.bool, device=refs.device)
-        self.suffix = [zeros_bool.clone() for _ in range(max_order)]  # suffix[k-1]: last k tokens
-        self.hyp_count = [torch.zeros_like(c) for c in self.ref_count]
+            counts.append(torch.nn.functional.pad(by_start, (n - 1, 0))[:, :length])
+        self.ref_count = torch.stack(counts, dim=1)
+        self.suffix = torch.zeros(bsz, max_order, length, dtype=torch.bool, device=refs.device)
+        self.hyp_count = torch.zeros_like(self.ref_count)
         self.correct = refs.new_zeros(bsz, max_order)
         self.hyp_len = refs.new_zeros(bsz)
 
-    def _extends(self, n: int) -> Tensor:
-        """[B, Lr]: the hypothesis' last n-1 tokens equal the n-1 reference tokens before j."""
-        if n == 1:
-            return self.ref_valid
-        prev = self.suffix[n - 2]
-        return torch.nn.functional.pad(prev, (1, 0))[:, :-1] & self.ref_valid
+    def _extends(self) -> Tensor:
+        """[B, N, Lr]: for order n, the hypothesis' last n-1 tokens equal the n-1 reference tokens
+        before j (always true for n = 1), and j holds a real token."""
+        shifted = torch.nn.functional.pad(self.suffix[:, :-1, :-1], (1, 0))
+        first = torch.ones_like(shifted[:, :1])
+        return torch.cat([first, shifted], dim=1) & self.ref_valid.unsqueeze(1)
 
     def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
         """Append ``tokens[b]`` to hypothesis b for every active row (others stay as they are)."""
         if active is None:
             active = torch.ones_like(tokens, dtype=torch.bool)
-        hits = self.ref_ids == tokens.unsqueeze(1)
-        new_suffix = []
-        for n in range(1, self.max_order + 1):
-            matched = self._extends(n) & hits  # the new n-gram equals the reference n-gram at j
-            gain = (matched & (self.hyp_count[n - 1] < self.ref_count[n - 1])).any(-1)
-            self.correct[:, n - 1] += (gain & active).long()
-            self.hyp_count[n - 1] += (matched & active.unsqueeze(1)).long()
-            new_suffix.append(torch.where(active.unsqueeze(1), matched, self.suffix[n - 1]))
-        self.suffix = new_suffix
+        hits = (self.ref_ids == tokens.unsqueeze(1)).unsqueeze(1)
+        matched = self._extends() & hits & active.view(-1, 1, 1)  # new n-gram == ref n-gram at j
+        gain = (matched & (self.hyp_count < self.ref_count)).any(-1)
+        self.correct += gain.long()
+        self.hyp_count += matched.long()
+        self.suffix = torch.where(active.view(-1, 1, 1), matched, self.suffix)
         self.hyp_len += active.long()
 
     def candidate_gains(self) -> Tensor:
-        """[B, Lr, max_order] int64: appending token ``ref[b, j]`` adds a clipped n-gram match.
+        """[B, Lr, N] int64: appending token ``ref[b, j]`` adds a clipped n-gram match.
 
         Every position holding the same token gets the same answer (a token's n-gram given the
         current suffix is unique, so its gain is the OR over the positions where it occurs).
         """
-        gains = []
-        for n in range(1, self.max_order + 1):
-            here = self._extends(n) & (self.hyp_count[n - 1] < self.ref_count[n - 1])
-            gains.append((self.same_token & here.unsqueeze(1)).any(-1))
-        return torch.stack(gains, dim=-1).long()
+        here = self._extends() & (self.hyp_count < self.ref_count)  # [B, N, Lr]
+        # OR over the positions holding the same token, as one batched product: [B, Lr, N]
+        hits = torch.bmm(self._same_token_f, here.transpose(1, 2).to(self._same_token_f.dtype))
+        return (hits > 0).long()
 
     def totals(self, extra: int = 0) -> Tensor:
-        """[B, max_order]: hypothesis n-gram counts after ``extra`` more tokens."""
+        """[B, N]: hypothesis n-gram counts after ``extra`` more tokens."""
         orders = torch.arange(1, self.max_order + 1, device=self.hyp_len.device)
         return (self.hyp_len.unsqueeze(1) + extra - orders + 1).clamp(min=0)
 
@@ -260,12 +258,16 @@ class TokenDeltas:
     values: Tensor
     row_offset: Optional[Tensor] = None
 
-    def expand(self, vocab_size: int) -> Tensor:
+    def expand(self, vocab_size: int, dtype: Optional[torch.dtype] = None) -> Tensor:
+        """``[B, V]`` in ``dtype`` (default: the values' dtype), written in one buffer."""
         bsz = self.tokens.size(0)
-        dense = self.base.expand(bsz, vocab_size).to(self.values.dtype)
-        dense = dense + self.row_offset if self.row_offset is not None else dense.clone()
-        # ignored entries go to an extra column that is dropped again
+        dtype = dtype or self.values.dtype
+        # one extra column receives the ignored entries (tokens < 0) and is sliced off
+        dense = torch.empty(bsz, vocab_size + 1, dtype=dtype, device=self.values.device)
+        body = dense[:, :vocab_size]
+        body.copy_(self.base.expand(bsz, vocab_size))
+        if self.row_offset is not None:
+            body.add_(self.row_offset.to(dtype))
         index = self.tokens.masked_fill(self.tokens < 0, vocab_size)
-        dense = torch.cat([dense, dense.new_zeros(bsz, 1)], dim=1)
-        dense.scatter_(1, index, self.values)
-        return dense[:, :vocab_size]
+        dense.scatter_(1, index, self.values.to(dtype))
+        return body
