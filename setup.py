@@ -25,6 +25,8 @@ setup(
         "sentencepiece",
         "subword-nmt",
         "sacremoses",
+        # compiled CPU kernels for sentence-level BLEU/ROUGE (the CUDA path is plain torch)
+        "numba>=0.59",
     ],
     extras_require={
         "test": ["pytest>=7"],

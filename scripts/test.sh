@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 # two cores: torch intra-op threads beyond that only contend with the fairseq subprocesses
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-exec python -m pytest tests "$@"
+exec python -m pytest "$@"

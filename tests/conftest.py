@@ -61,3 +61,15 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+@pytest.fixture(params=["numba", "torch"])
+def reward_kernels(request):
+    """Run a reward test on both CPU paths: the compiled kernels and the plain-torch (CUDA) code."""
+    from fairseq_erpo.rewards import cpu_kernels
+
+    if request.param == "numba" and cpu_kernels.numba is None:
+        pytest.fail("numba is a dependency of fairseq-erpo but is not installed")
+    previous = cpu_kernels.set_enabled(request.param == "numba")
+    yield request.param
+    cpu_kernels.set_enabled(previous)

@@ -22,7 +22,7 @@ def sacrebleu_scores(hyps, refs, smooth, effective_order=True):
 
 @pytest.mark.parametrize("smooth", SMOOTHING)
 @pytest.mark.parametrize("effective_order", [True, False])
-def test_random_pairs_match_sacrebleu(smooth, effective_order):
+def test_random_pairs_match_sacrebleu(smooth, effective_order, reward_kernels):
     hyps, refs = random_pairs(1500, seed=11)
     ours = sentence_bleu(to_batch(hyps), to_batch(refs), SPECIAL, smooth=smooth,
                          effective_order=effective_order)
@@ -32,7 +32,7 @@ def test_random_pairs_match_sacrebleu(smooth, effective_order):
 
 
 @pytest.mark.parametrize("smooth", SMOOTHING)
-def test_real_pairs_match_sacrebleu(smooth):
+def test_real_pairs_match_sacrebleu(smooth, reward_kernels):
     hyps, refs = real_pairs(REAL_MT, n=2000, seed=3)
     ours = sentence_bleu(to_batch(hyps), to_batch(refs), SPECIAL, smooth=smooth)
     theirs = sacrebleu_scores(hyps, refs, smooth)
@@ -57,7 +57,7 @@ def test_known_values():
     assert sentence_bleu(to_batch(unk), to_batch(unk), SPECIAL, smooth="none").item() == 0.0
 
 
-def test_large_vocabulary_ids_are_exact():
+def test_large_vocabulary_ids_are_exact(reward_kernels):
     hyps, refs = random_pairs(300, seed=8)
     shift = lambda seqs: [[t + 60000 if t >= 4 else t for t in s] for s in seqs]  # noqa: E731
     big = sentence_bleu(to_batch(shift(hyps)), to_batch(shift(refs)), SPECIAL)
@@ -99,6 +99,11 @@ def test_bad_smoothing_names_the_option():
         BleuReward(SPECIAL, smooth="lin")
     with pytest.raises(ValueError, match="--bleu-smooth-value"):
         BleuReward(SPECIAL, smooth="floor", smooth_value=0)
+
+
+def test_compiled_kernels_are_used_on_cpu():
+    from fairseq_erpo.rewards import cpu_kernels
+    assert cpu_kernels.usable(torch.zeros(1, dtype=torch.long))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -18,7 +18,7 @@ def reference_scores(hyps, refs):
 
 
 @pytest.mark.parametrize("source", ["random", "gigaword"])
-def test_matches_rouge_score(source):
+def test_matches_rouge_score(source, reward_kernels):
     if source == "random":
         hyps, refs = random_pairs(1500, seed=21)
     else:

@@ -20,6 +20,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import cpu_kernels
+
 # Masked ids: negative, so they never equal a real (non-negative) token id, and distinct from one
 # another so that hypothesis padding never equals reference padding or a reference <unk>.
 _HYP_PAD, _REF_PAD, _REF_UNK = -1, -2, -3
@@ -61,16 +63,24 @@ def check_pair(hyps: Tensor, refs: Tensor) -> None:
         raise ValueError(f"refs: on {refs.device}, hyps on {hyps.device}")
 
 
+def sequence_lengths(tokens: Tensor, special: SpecialTokens) -> Tensor:
+    """Tokens before the first pad or eos, per row."""
+    stop = (tokens == special.pad) | (tokens == special.eos)
+    stop = torch.cat([stop, stop.new_ones(stop.size(0), 1)], dim=1)  # rows with no stop: full
+    return stop.to(torch.uint8).argmax(dim=1)
+
+
 def sequence_mask(tokens: Tensor, special: SpecialTokens) -> Tensor:
     """True for the tokens of each sequence: everything before the first pad or eos."""
-    keep = (tokens != special.pad) & (tokens != special.eos)
-    return keep.long().cumprod(dim=1).bool()
+    positions = torch.arange(tokens.size(1), device=tokens.device)
+    return positions.unsqueeze(0) < sequence_lengths(tokens, special).unsqueeze(1)
 
 
 def mask_hypotheses(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Tensor]:
     """(ids with padding replaced by a sentinel, lengths)."""
-    valid = sequence_mask(tokens, special)
-    return tokens.masked_fill(~valid, _HYP_PAD), valid.sum(1)
+    lengths = sequence_lengths(tokens, special)
+    valid = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return tokens.masked_fill(~valid, _HYP_PAD), lengths
 
 
 def mask_references(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Tensor]:
@@ -78,11 +88,12 @@ def mask_references(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Ten
 
     <unk> still counts towards the reference length, as the word it stands for would.
     """
-    valid = sequence_mask(tokens, special)
+    lengths = sequence_lengths(tokens, special)
+    valid = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
     ids = tokens.masked_fill(~valid, _REF_PAD)
     if special.unk is not None:
-        ids = ids.masked_fill(valid & (tokens == special.unk), _REF_UNK)
-    return ids, valid.sum(1)
+        ids = ids.masked_fill(tokens == special.unk, _REF_UNK).masked_fill(~valid, _REF_PAD)
+    return ids, lengths
 
 
 def ngram_equality(a: Tensor, b: Tensor, max_order: int) -> List[Tensor]:
@@ -115,9 +126,10 @@ _HYP_NONE, _REF_NONE = -1, -2
 
 def _dense_ids(hyp_ids: Tensor, ref_ids: Tensor) -> Tuple[Tensor, Tensor]:
     """Relabel token ids to 0..(distinct tokens in the batch) - 1 when they do not fit in 15 bits."""
-    real = torch.cat([hyp_ids[hyp_ids >= 0], ref_ids[ref_ids >= 0]])
-    if real.numel() == 0 or int(real.max()) < _REF_UNK_PART:
+    top = max(int(ids.max()) if ids.numel() else -1 for ids in (hyp_ids, ref_ids))
+    if top < _REF_UNK_PART:
         return hyp_ids, ref_ids
+    real = torch.cat([hyp_ids[hyp_ids >= 0], ref_ids[ref_ids >= 0]])
     values = torch.unique(real)
     if values.numel() >= _REF_UNK_PART:
         raise ValueError(f"hyps: {values.numel()} distinct token ids in one batch; split the batch "
@@ -150,25 +162,39 @@ def clipped_ngram_matches(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref
     ``[B, max_order]`` int64. Clipped matches = sum over distinct hypothesis n-grams g of
     ``min(count_hyp(g), count_ref(g))``: BLEU's "correct" and ROUGE-N's intersection.
 
-    Counted on sorted keys: the k-th occurrence (k = 0, 1, ...) of a hypothesis n-gram is a match
-    iff the reference holds it more than k times.
+    On CPU the compiled kernel counts (:mod:`.cpu_kernels`); otherwise the counts come from sorted
+    keys: the k-th occurrence (k = 0, 1, ...) of a hypothesis n-gram is a match iff the reference
+    holds it more than k times.
     """
     if max_order * _PART_BITS > 62:
         raise ValueError(f"max_order {max_order}: at most {62 // _PART_BITS} with packed keys")
+    hyp_parts, ref_parts = _key_parts(hyp_ids, ref_ids)
+    correct = cpu_kernels.clipped_counts(hyp_parts, hyp_len, ref_parts, ref_len, max_order)
+    if correct is None:
+        correct = _clipped_counts_sorted(hyp_parts, hyp_len, ref_parts, ref_len, max_order)
+    orders = torch.arange(1, max_order + 1, device=hyp_ids.device)
+    hyp_total = (hyp_len.unsqueeze(1) - orders + 1).clamp(min=0)
+    ref_total = (ref_len.unsqueeze(1) - orders + 1).clamp(min=0)
+    return correct.to(hyp_ids.device), hyp_total, ref_total
+
+
+def _key_parts(hyp_ids: Tensor, ref_ids: Tensor) -> Tuple[Tensor, Tensor]:
+    """Masked ids -> key parts: real ids below 2^15 (relabelled if needed), reference <unk> as
+    2^15 - 1; padding stays negative (callers never pack it, thanks to the lengths)."""
     hyp_ids, ref_ids = _dense_ids(hyp_ids, ref_ids)
-    ref_ids = torch.where(ref_ids == _REF_UNK, torch.full_like(ref_ids, _REF_UNK_PART), ref_ids)
+    return hyp_ids, torch.where(ref_ids == _REF_UNK, torch.full_like(ref_ids, _REF_UNK_PART), ref_ids)
+
+
+def _clipped_counts_sorted(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref_len: Tensor,
+                           max_order: int) -> Tensor:
+    """The torch path of :func:`clipped_ngram_matches` (CUDA, or CPU without the kernels)."""
     hyp_keys = _packed_ngrams(hyp_ids, hyp_len, max_order, _HYP_NONE).sort(dim=1).values
     ref_keys = _packed_ngrams(ref_ids, ref_len, max_order, _REF_NONE).sort(dim=1).values
     occurrence = torch.arange(hyp_keys.size(1), device=hyp_keys.device) - \
         torch.searchsorted(hyp_keys, hyp_keys, side="left")
     in_ref = torch.searchsorted(ref_keys, hyp_keys, side="right") - \
         torch.searchsorted(ref_keys, hyp_keys, side="left")
-    bsz = hyp_ids.size(0)
-    correct = (occurrence < in_ref).sum(1).view(max_order, bsz).t()
-    orders = torch.arange(1, max_order + 1, device=hyp_ids.device)
-    hyp_total = (hyp_len.unsqueeze(1) - orders + 1).clamp(min=0)
-    ref_total = (ref_len.unsqueeze(1) - orders + 1).clamp(min=0)
-    return correct, hyp_total, ref_total
+    return (occurrence < in_ref).sum(1).view(max_order, hyp_ids.size(0)).t()
 
 
 class NgramMatchState:

@@ -17,6 +17,7 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
+from . import cpu_kernels
 from .base import Reward
 from .bleu import _with_eos_zero
 from .ngrams import (NgramMatchState, SpecialTokens, TokenDeltas, check_pair, check_tokens,
@@ -48,8 +49,11 @@ def lcs_step(row: Tensor, ref_ids: Tensor, tokens: Tensor) -> Tensor:
     return torch.cat([row[:, :1], best.cummax(dim=1).values], dim=1)
 
 
-def lcs_length(hyp_ids: Tensor, ref_ids: Tensor) -> Tensor:
+def lcs_length(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref_len: Tensor) -> Tensor:
     """LCS lengths ``[B]``; sentinel (negative) ids never match, so padding needs no masking."""
+    compiled = cpu_kernels.lcs_lengths(hyp_ids, hyp_len, ref_ids, ref_len)
+    if compiled is not None:
+        return compiled
     row = ref_ids.new_zeros(ref_ids.size(0), ref_ids.size(1) + 1)
     for i in range(hyp_ids.size(1)):
         row = lcs_step(row, ref_ids, hyp_ids[:, i])
@@ -64,7 +68,7 @@ def rouge_scores(hyps: Tensor, refs: Tensor, special: SpecialTokens) -> Dict[str
     overlap, hyp_count, ref_count = clipped_ngram_matches(hyp_ids, hyp_len, ref_ids, ref_len, 2)
     scores = f_measure(overlap, hyp_count, ref_count)
     return {"rouge1": scores[:, 0], "rouge2": scores[:, 1],
-            "rougeL": lcs_f_measure(lcs_length(hyp_ids, ref_ids), hyp_len, ref_len)}
+            "rougeL": lcs_f_measure(lcs_length(hyp_ids, hyp_len, ref_ids, ref_len), hyp_len, ref_len)}
 
 
 def rouge_sum(hyps: Tensor, refs: Tensor, special: SpecialTokens) -> Tensor:
