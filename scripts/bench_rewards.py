@@ -30,6 +30,7 @@ import torch
 from rouge_score import rouge_scorer
 
 from fairseq_erpo.rewards import BleuReward, SpecialTokens, rouge_scores, sentence_bleu
+from reward_pairs import make_hypothesis
 
 SPECIAL = SpecialTokens(pad=1, eos=2, unk=3)
 DEFAULT_REFS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "iwslt14-de-en", "test.en")
@@ -42,19 +43,8 @@ def make_pairs(path: str, n: int, seed: int) -> Tuple[List[List[int]], List[List
     hyps, refs = [], []
     for k in range(n):
         ref = [vocab[w] for w in sents[rng.randrange(len(sents))]][:60]
-        mode = k % 4
-        if mode == 0:
-            hyp = [vocab[w] for w in sents[rng.randrange(len(sents))]][:60]
-        elif mode == 1:
-            hyp = [t for t in ref if rng.random() > 0.2] + ref[: rng.randint(0, 3)]
-        elif mode == 2:
-            hyp = [t if rng.random() > 0.3 else rng.choice(ref) for t in ref]
-        else:
-            hyp = ref[:]
-            for j in range(0, len(hyp) - 1, 3):
-                if rng.random() < 0.5:
-                    hyp[j], hyp[j + 1] = hyp[j + 1], hyp[j]
-        hyps.append(hyp)
+        other = [vocab[w] for w in sents[rng.randrange(len(sents))]][:60]
+        hyps.append(make_hypothesis(ref, other, k, rng))
         refs.append(ref)
     return hyps, refs
 

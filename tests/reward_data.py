@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import random
+import sys
 from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-from conftest import shared_path
+from conftest import REPO, shared_path
 from fairseq_erpo.rewards import SpecialTokens
+
+sys.path.insert(0, str(REPO / "scripts"))
+from reward_pairs import make_hypothesis  # noqa: E402
 
 SPECIAL = SpecialTokens(pad=1, eos=2, unk=3)
 FIRST_WORD = 4  # ids 0-3: bos, pad, eos, unk (fairseq's layout)
@@ -73,19 +77,7 @@ def real_pairs(sources: Sequence[Tuple[str, ...]], n: int, seed: int, vocab_size
     hyps, refs = [], []
     for k, i in enumerate(picked):
         ref = encode(sents[i])
-        mode = k % 4
-        if mode == 0:
-            hyp = encode(sents[rng.randrange(len(sents))])
-        elif mode == 1:
-            hyp = [t for t in ref if rng.random() > 0.2] + ref[: rng.randint(0, 3)]
-        elif mode == 2:
-            hyp = [t if rng.random() > 0.3 else rng.choice(ref) for t in ref]
-        else:
-            hyp = ref[:]
-            for j in range(0, len(hyp) - 1, 3):
-                if rng.random() < 0.5:
-                    hyp[j], hyp[j + 1] = hyp[j + 1], hyp[j]
-        hyps.append(hyp)
+        hyps.append(make_hypothesis(ref, encode(sents[rng.randrange(len(sents))]), k, rng))
         refs.append(ref)
     return hyps, refs
 
