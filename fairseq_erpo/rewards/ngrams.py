@@ -70,16 +70,20 @@ def sequence_lengths(tokens: Tensor, special: SpecialTokens) -> Tensor:
     return stop.to(torch.uint8).argmax(dim=1)
 
 
+def _lengths_and_mask(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Tensor]:
+    lengths = sequence_lengths(tokens, special)
+    positions = torch.arange(tokens.size(1), device=tokens.device)
+    return lengths, positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
 def sequence_mask(tokens: Tensor, special: SpecialTokens) -> Tensor:
     """True for the tokens of each sequence: everything before the first pad or eos."""
-    positions = torch.arange(tokens.size(1), device=tokens.device)
-    return positions.unsqueeze(0) < sequence_lengths(tokens, special).unsqueeze(1)
+    return _lengths_and_mask(tokens, special)[1]
 
 
 def mask_hypotheses(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Tensor]:
     """(ids with padding replaced by a sentinel, lengths)."""
-    lengths = sequence_lengths(tokens, special)
-    valid = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+    lengths, valid = _lengths_and_mask(tokens, special)
     return tokens.masked_fill(~valid, _HYP_PAD), lengths
 
 
@@ -88,8 +92,7 @@ def mask_references(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Ten
 
     <unk> still counts towards the reference length, as the word it stands for would.
     """
-    lengths = sequence_lengths(tokens, special)
-    valid = torch.arange(tokens.size(1), device=tokens.device).unsqueeze(0) < lengths.unsqueeze(1)
+    lengths, valid = _lengths_and_mask(tokens, special)
     ids = tokens.masked_fill(~valid, _REF_PAD)
     if special.unk is not None:
         ids = ids.masked_fill(tokens == special.unk, _REF_UNK).masked_fill(~valid, _REF_PAD)
