@@ -29,10 +29,8 @@ import sacrebleu
 import torch
 from rouge_score import rouge_scorer
 
-from fairseq_erpo.rewards import BleuReward, SpecialTokens, rouge_scores, sentence_bleu
-from reward_pairs import make_hypothesis
-
-SPECIAL = SpecialTokens(pad=1, eos=2, unk=3)
+from fairseq_erpo.rewards import BleuReward, rouge_scores, sentence_bleu
+from reward_pairs import SPECIAL, make_hypothesis, to_batch
 DEFAULT_REFS = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "iwslt14-de-en", "test.en")
 
 
@@ -47,14 +45,6 @@ def make_pairs(path: str, n: int, seed: int) -> Tuple[List[List[int]], List[List
         hyps.append(make_hypothesis(ref, other, k, rng))
         refs.append(ref)
     return hyps, refs
-
-
-def to_batch(seqs: Sequence[Sequence[int]]) -> torch.Tensor:
-    out = torch.full((len(seqs), max(len(s) for s in seqs) + 1), SPECIAL.pad, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        out[i, len(s)] = SPECIAL.eos
-    return out
 
 
 def best_time(fn: Callable[[], object], repeat: int = 5) -> float:

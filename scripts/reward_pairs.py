@@ -4,6 +4,23 @@ from __future__ import annotations
 import random
 from typing import List, Sequence
 
+import torch
+
+from fairseq_erpo.rewards import SpecialTokens
+
+SPECIAL = SpecialTokens(pad=1, eos=2, unk=3)  # fairseq's layout: 0 bos, 1 pad, 2 eos, 3 unk
+
+
+def to_batch(seqs: Sequence[Sequence[int]], eos: bool = True) -> torch.Tensor:
+    """Right-padded [B, L] with EOS after each sequence, like fairseq's targets."""
+    width = max(len(s) for s in seqs) + 1
+    out = torch.full((len(seqs), width), SPECIAL.pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
+        if eos:
+            out[i, len(s)] = SPECIAL.eos
+    return out
+
 
 def make_hypothesis(ref: Sequence[int], other: Sequence[int], kind: int, rng: random.Random) -> List[int]:
     """One of four kinds (``kind % 4``): another sentence; the reference with words dropped and a

@@ -5,28 +5,13 @@ import random
 import sys
 from typing import Dict, List, Sequence, Tuple
 
-import torch
-
 from conftest import REPO, shared_path
-from fairseq_erpo.rewards import SpecialTokens
 
 sys.path.insert(0, str(REPO / "scripts"))
-from reward_pairs import make_hypothesis  # noqa: E402
+from reward_pairs import SPECIAL, make_hypothesis, to_batch  # noqa: E402,F401  (shared with the benchmark)
 
-SPECIAL = SpecialTokens(pad=1, eos=2, unk=3)
 FIRST_WORD = 4  # ids 0-3: bos, pad, eos, unk (fairseq's layout)
 Pairs = Tuple[List[List[int]], List[List[int]]]
-
-
-def to_batch(seqs: Sequence[Sequence[int]], eos: bool = True) -> torch.Tensor:
-    """Right-padded [B, L] with EOS after each sequence, like fairseq's targets."""
-    width = max(len(s) for s in seqs) + 1
-    out = torch.full((len(seqs), width), SPECIAL.pad, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(list(s), dtype=torch.long)
-        if eos:
-            out[i, len(s)] = SPECIAL.eos
-    return out
 
 
 def as_text(seq: Sequence[int], is_ref: bool) -> str:

@@ -9,6 +9,13 @@ from torch import Tensor
 from .ngrams import SpecialTokens, TokenDeltas
 
 
+def check_scale(scale: float) -> float:
+    """``--reward-scale``: a positive multiplier, else a start-up error naming the option."""
+    if not scale > 0:
+        raise ValueError(f"--reward-scale must be > 0, got {scale}")
+    return float(scale)
+
+
 class RewardState(Protocol):
     """The reward of a batch of growing hypotheses, advanced one token per step (paper Eq. 3)."""
 

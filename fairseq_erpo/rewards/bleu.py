@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import Reward
+from .base import Reward, check_scale
 from .ngrams import (NgramMatchState, SpecialTokens, TokenDeltas, check_pair, check_tokens,
                      clipped_ngram_matches, mask_hypotheses, mask_references)
 from .registry import option, register_reward
@@ -110,7 +110,7 @@ class BleuIncrement:
     def deltas(self) -> TokenDeltas:
         m = self.matches
         gains = m.candidate_gains()  # [B, Lr, N]
-        bsz, length, _ = gains.shape
+        length = gains.size(1)
         # one closed-form evaluation for: the prefix, prefix + any token outside the reference,
         # and prefix + each reference token (columns 0, 1, 2..)
         correct = torch.cat([m.correct.unsqueeze(1).expand(-1, 2, -1), m.correct.unsqueeze(1) + gains], 1)
@@ -119,19 +119,12 @@ class BleuIncrement:
         sys_len = torch.cat([m.hyp_len.unsqueeze(1), (m.hyp_len + 1).unsqueeze(1).expand(-1, length + 1)], 1)
         bleu = self._bleu(correct, total, sys_len, m.ref_len.unsqueeze(1).expand(-1, length + 2))
         delta = bleu[:, 1:] - bleu[:, :1]
-        return _with_eos_zero(TokenDeltas(delta[:, :1], torch.where(m.ref_valid, m.ref_ids, -1),
-                                          delta[:, 1:]), self.special.eos)
+        # appending EOS leaves the scored sequence unchanged: dR(eos) = 0
+        return TokenDeltas(delta[:, :1], torch.where(m.ref_valid, m.ref_ids, -1),
+                           delta[:, 1:]).with_value(self.special.eos, 0.0)
 
     def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
         self.matches.advance(tokens, active)
-
-
-def _with_eos_zero(deltas: TokenDeltas, eos: int) -> TokenDeltas:
-    """Appending EOS leaves the scored sequence unchanged: dR(eos) = 0."""
-    bsz = deltas.tokens.size(0)
-    tokens = torch.cat([deltas.tokens, deltas.tokens.new_full((bsz, 1), eos)], dim=1)
-    values = torch.cat([deltas.values, deltas.values.new_zeros(bsz, 1)], dim=1)
-    return TokenDeltas(deltas.base, tokens, values)
 
 
 @register_reward("bleu")
@@ -144,10 +137,9 @@ class BleuReward(Reward):
                  effective_order: bool = True, scale: float = 0.01):
         super().__init__(special)
         check_smoothing(smooth, smooth_value)
-        if not scale > 0:
-            raise ValueError(f"--reward-scale must be > 0, got {scale}")
+        self.scale = check_scale(scale)
         self.smooth, self.smooth_value = smooth, smooth_value
-        self.effective_order, self.scale = effective_order, scale
+        self.effective_order = effective_order
 
     @classmethod
     def build(cls, dictionary, options) -> "BleuReward":

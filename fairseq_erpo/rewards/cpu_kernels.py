@@ -3,8 +3,8 @@
 On CPU, torch's per-operation overhead dominates for batches of short sentences: the vectorized
 counting in :mod:`.ngrams` costs ~2 ms per 256 pairs whatever their length. These kernels compute
 the same integer statistics per pair (sorted packed n-gram keys merged; the textbook LCS table),
-pairs spread over threads (``prange``), several times faster at batch 256. CUDA tensors always take the torch path; so does CPU when numba is missing or when
-``ERPO_REWARD_KERNELS=torch``. Both paths are tested against sacrebleu and rouge-score.
+pairs spread over threads (``prange``), several times faster at batch 256. CUDA tensors always
+take the torch path; so does CPU when numba is missing or when ``ERPO_REWARD_KERNELS=torch``. Both paths are tested against sacrebleu and rouge-score.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Batched n-gram statistics on token-id tensors: the one piece BLEU and ROUGE share.
 
-Everything works on padded ``[B, L]`` LongTensors on any device, with no Python loop over batch
-elements, positions or vocabulary entries (the loops below run over n-gram orders only).
+Everything works on padded ``[B, L]`` LongTensors on any device. The torch code loops in Python
+over n-gram orders only, never over batch elements, positions or vocabulary entries; on CPU the
+sentence-level counts go through the compiled kernels in :mod:`.cpu_kernels` instead.
 
 Conventions, shared by all rewards:
   * a sequence is the tokens before its first ``pad`` or ``eos``; EOS is never scored;
@@ -10,7 +11,7 @@ Conventions, shared by all rewards:
 Counting is exact, with no hashing: sentence-level counts pack each n-gram into one int64 key
 (injective, see ``_packed_ngrams``) and count clipped matches on row-wise sorted keys; the
 incremental state compares reference n-grams pairwise once per batch (``[B, Lr, Lr]``). Every
-count is an integer, and the same code runs on CUDA.
+count is an integer.
 """
 from __future__ import annotations
 
@@ -93,10 +94,8 @@ def mask_references(tokens: Tensor, special: SpecialTokens) -> Tuple[Tensor, Ten
     <unk> still counts towards the reference length, as the word it stands for would.
     """
     lengths, valid = _lengths_and_mask(tokens, special)
-    ids = tokens.masked_fill(~valid, _REF_PAD)
-    if special.unk is not None:
-        ids = ids.masked_fill(tokens == special.unk, _REF_UNK).masked_fill(~valid, _REF_PAD)
-    return ids, lengths
+    ids = tokens if special.unk is None else tokens.masked_fill(tokens == special.unk, _REF_UNK)
+    return ids.masked_fill(~valid, _REF_PAD), lengths
 
 
 def ngram_equality(a: Tensor, b: Tensor, max_order: int) -> List[Tensor]:
@@ -111,6 +110,12 @@ def ngram_equality(a: Tensor, b: Tensor, max_order: int) -> List[Tensor]:
     for n in range(2, max_order + 1):
         eq.append(eq[-1][:, :-1, :-1] & first[:, n - 1:, n - 1:])
     return eq
+
+
+def ngram_counts(lengths: Tensor, max_order: int) -> Tensor:
+    """``[..., max_order]``: how many n-grams (n = 1..max_order) sequences of these lengths hold."""
+    orders = torch.arange(1, max_order + 1, device=lengths.device)
+    return (lengths.unsqueeze(-1) - orders + 1).clamp(min=0)
 
 
 def window_mask(lengths: Tensor, width: int, n: int) -> Tensor:
@@ -175,10 +180,7 @@ def clipped_ngram_matches(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref
     correct = cpu_kernels.clipped_counts(hyp_parts, hyp_len, ref_parts, ref_len, max_order)
     if correct is None:
         correct = _clipped_counts_sorted(hyp_parts, hyp_len, ref_parts, ref_len, max_order)
-    orders = torch.arange(1, max_order + 1, device=hyp_ids.device)
-    hyp_total = (hyp_len.unsqueeze(1) - orders + 1).clamp(min=0)
-    ref_total = (ref_len.unsqueeze(1) - orders + 1).clamp(min=0)
-    return correct.to(hyp_ids.device), hyp_total, ref_total
+    return correct.to(hyp_ids.device), ngram_counts(hyp_len, max_order), ngram_counts(ref_len, max_order)
 
 
 def _key_parts(hyp_ids: Tensor, ref_ids: Tensor) -> Tuple[Tensor, Tensor]:
@@ -268,8 +270,7 @@ class NgramMatchState:
 
     def totals(self, extra: int = 0) -> Tensor:
         """[B, N]: hypothesis n-gram counts after ``extra`` more tokens."""
-        orders = torch.arange(1, self.max_order + 1, device=self.hyp_len.device)
-        return (self.hyp_len.unsqueeze(1) + extra - orders + 1).clamp(min=0)
+        return ngram_counts(self.hyp_len + extra, self.max_order)
 
 
 @dataclass
@@ -300,3 +301,10 @@ class TokenDeltas:
         index = self.tokens.masked_fill(self.tokens < 0, vocab_size)
         dense.scatter_(1, index, self.values.to(dtype))
         return body
+
+    def with_value(self, token: int, value: float) -> "TokenDeltas":
+        """The same increments with dR(token) = value in every row (e.g. dR(eos) = 0)."""
+        bsz = self.tokens.size(0)
+        tokens = torch.cat([self.tokens, self.tokens.new_full((bsz, 1), token)], dim=1)
+        values = torch.cat([self.values, self.values.new_full((bsz, 1), value)], dim=1)
+        return TokenDeltas(self.base, tokens, values, self.row_offset)

@@ -18,10 +18,9 @@ import torch
 from torch import Tensor
 
 from . import cpu_kernels
-from .base import Reward
-from .bleu import _with_eos_zero
+from .base import Reward, check_scale
 from .ngrams import (NgramMatchState, SpecialTokens, TokenDeltas, check_pair, check_tokens,
-                     clipped_ngram_matches, mask_hypotheses, mask_references)
+                     clipped_ngram_matches, mask_hypotheses, mask_references, ngram_counts)
 from .registry import option, register_reward
 
 
@@ -89,10 +88,7 @@ class RougeIncrement:
 
     def _score(self, overlap: Tensor, hyp_len: Tensor, ref_len: Tensor, lcs: Tensor) -> Tensor:
         """ROUGE sum from statistics; all arguments share their leading shape ([B] or [B, K])."""
-        orders = torch.arange(1, 3, device=hyp_len.device)
-        hyp_count = (hyp_len.unsqueeze(-1) - orders + 1).clamp(min=0)
-        ref_count = (ref_len.unsqueeze(-1) - orders + 1).clamp(min=0)
-        ngram = f_measure(overlap, hyp_count, ref_count).sum(-1)
+        ngram = f_measure(overlap, ngram_counts(hyp_len, 2), ngram_counts(ref_len, 2)).sum(-1)
         return self.scale * (ngram + lcs_f_measure(lcs, hyp_len, ref_len))
 
     def current(self) -> Tensor:
@@ -112,8 +108,8 @@ class RougeIncrement:
                                  len_next.unsqueeze(1).expand(-1, length),
                                  m.ref_len.unsqueeze(1).expand(-1, length),
                                  torch.maximum(lcs.unsqueeze(1), extended)) - now.unsqueeze(1)
-        return _with_eos_zero(TokenDeltas(other.unsqueeze(1), torch.where(m.ref_valid, m.ref_ids, -1),
-                                          ref_values), self.special.eos)
+        return TokenDeltas(other.unsqueeze(1), torch.where(m.ref_valid, m.ref_ids, -1),
+                           ref_values).with_value(self.special.eos, 0.0)
 
     def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
         if active is None:
@@ -129,9 +125,7 @@ class RougeReward(Reward):
 
     def __init__(self, special: SpecialTokens, scale: float = 1.0):
         super().__init__(special)
-        if not scale > 0:
-            raise ValueError(f"--reward-scale must be > 0, got {scale}")
-        self.scale = scale
+        self.scale = check_scale(scale)
 
     @classmethod
     def build(cls, dictionary, options) -> "RougeReward":
