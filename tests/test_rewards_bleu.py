@@ -101,9 +101,23 @@ def test_bad_smoothing_names_the_option():
         BleuReward(SPECIAL, smooth="floor", smooth_value=0)
 
 
-def test_compiled_kernels_are_used_on_cpu():
+def test_compiled_sentence_stats_equal_the_torch_path():
     from fairseq_erpo.rewards import cpu_kernels
-    assert cpu_kernels.usable(torch.zeros(1, dtype=torch.long))
+    from fairseq_erpo.rewards.ngrams import clipped_ngram_matches, mask_hypotheses, mask_references
+    hyps, refs = random_pairs(400, seed=12)
+    hyps, refs = to_batch(hyps), to_batch(refs)
+    stats = cpu_kernels.sentence_stats(hyps, refs, SPECIAL.pad, SPECIAL.eos, SPECIAL.unk, 4)
+    assert stats is not None  # the compiled path is what CPU callers get
+    previous = cpu_kernels.set_enabled(False)
+    try:
+        hyp_ids, hyp_len = mask_hypotheses(hyps, SPECIAL)
+        ref_ids, ref_len = mask_references(refs, SPECIAL)
+        correct, _, _ = clipped_ngram_matches(hyp_ids, hyp_len, ref_ids, ref_len, 4)
+    finally:
+        cpu_kernels.set_enabled(previous)
+    assert correct.sum() > 0
+    for got, expected in zip(stats, (correct, hyp_len, ref_len)):
+        assert torch.equal(got, expected)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

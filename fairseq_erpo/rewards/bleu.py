@@ -12,9 +12,10 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from . import cpu_kernels
 from .base import Reward, check_scale
 from .ngrams import (NgramMatchState, SpecialTokens, TokenDeltas, check_pair, check_tokens,
-                     clipped_ngram_matches, mask_hypotheses, mask_references)
+                     clipped_ngram_matches, mask_hypotheses, mask_references, ngram_counts)
 from .registry import option, register_reward
 
 MAX_ORDER = 4
@@ -84,10 +85,15 @@ def sentence_bleu(hyps: Tensor, refs: Tensor, special: SpecialTokens, smooth: st
     Defaults are ``sacrebleu.sentence_bleu``'s (``exp`` smoothing, effective order).
     """
     check_pair(hyps, refs)
-    hyp_ids, hyp_len = mask_hypotheses(hyps, special)
-    ref_ids, ref_len = mask_references(refs, special)
-    correct, total, _ = clipped_ngram_matches(hyp_ids, hyp_len, ref_ids, ref_len, max_order)
-    return bleu_from_stats(correct, total, hyp_len, ref_len, smooth, smooth_value, effective_order)
+    stats = cpu_kernels.sentence_stats(hyps, refs, special.pad, special.eos, special.unk, max_order)
+    if stats is not None:  # CPU: masking, lengths and counts in one compiled pass
+        correct, hyp_len, ref_len = stats
+    else:
+        hyp_ids, hyp_len = mask_hypotheses(hyps, special)
+        ref_ids, ref_len = mask_references(refs, special)
+        correct, _, _ = clipped_ngram_matches(hyp_ids, hyp_len, ref_ids, ref_len, max_order)
+    return bleu_from_stats(correct, ngram_counts(hyp_len, max_order), hyp_len, ref_len, smooth,
+                           smooth_value, effective_order)
 
 
 class BleuIncrement:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ try:  # an optional speed-up, never a requirement for correctness
 except ImportError:  # pragma: no cover - exercised only where numba is absent
     numba = None
 
+_MAX_PART = (1 << 15) - 1  # part reserved for reference <unk> (see ngrams._REF_UNK_PART)
 _enabled = numba is not None and os.environ.get("ERPO_REWARD_KERNELS", "numba") != "torch"
 
 
@@ -51,6 +52,26 @@ if numba is not None:
                 k -= 1
             dst[k] = key
 
+    @numba.njit(cache=True, nogil=True)
+    def _merge_count(hs, nh, rs, nr):
+        """Sum over keys of min(count in hs[:nh], count in rs[:nr]), both sorted."""
+        i, j, total = 0, 0, 0
+        while i < nh and j < nr:
+            if hs[i] < rs[j]:
+                i += 1
+            elif hs[i] > rs[j]:
+                j += 1
+            else:
+                key, in_hyp, in_ref = hs[i], 0, 0
+                while i < nh and hs[i] == key:
+                    in_hyp += 1
+                    i += 1
+                while j < nr and rs[j] == key:
+                    in_ref += 1
+                    j += 1
+                total += min(in_hyp, in_ref)
+        return total
+
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _clipped_counts(hyp, hyp_len, ref, ref_len, max_order, out):
         # ids are < 2^15 (callers relabel), so n-gram keys packed 15 bits per token are exact
@@ -67,22 +88,39 @@ if numba is not None:
                         ref_keys[i] = (ref_keys[i] << 15) | ref[row, i + n - 1]
                 _sorted_copy(hyp_keys, nh, hs)
                 _sorted_copy(ref_keys, nr, rs)
-                i, j, total = 0, 0, 0
-                while i < nh and j < nr:  # merge: min(count in hyp, count in ref) per key
-                    if hs[i] < rs[j]:
-                        i += 1
-                    elif hs[i] > rs[j]:
-                        j += 1
-                    else:
-                        key, in_hyp, in_ref = hs[i], 0, 0
-                        while i < nh and hs[i] == key:
-                            in_hyp += 1
-                            i += 1
-                        while j < nr and rs[j] == key:
-                            in_ref += 1
-                            j += 1
-                        total += min(in_hyp, in_ref)
-                out[row, n - 1] = total
+                out[row, n - 1] = _merge_count(hs, nh, rs, nr)
+
+    @numba.njit(cache=True, nogil=True)
+    def _length(tokens, row, pad, eos):
+        """Tokens before the first pad or eos (the shared convention of :mod:`.ngrams`)."""
+        for i in range(tokens.shape[1]):
+            if tokens[row, i] == pad or tokens[row, i] == eos:
+                return i
+        return tokens.shape[1]
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _sentence_stats(hyp, ref, pad, eos, unk, max_order, correct, hyp_len, ref_len):
+        """Lengths, masking and clipped counts from raw padded ids in one pass (no torch ops):
+        reference <unk> becomes the key part 2^15 - 1, which no hypothesis id takes."""
+        for row in numba.prange(hyp.shape[0]):
+            lh, lr = _length(hyp, row, pad, eos), _length(ref, row, pad, eos)
+            hyp_len[row], ref_len[row] = lh, lr
+            hyp_keys, ref_keys = hyp[row, :lh].copy(), ref[row, :lr].copy()
+            for i in range(lr):
+                if ref_keys[i] == unk:
+                    ref_keys[i] = 32767
+            ref_parts = ref_keys.copy()
+            hs, rs = np.empty(lh, np.int64), np.empty(lr, np.int64)
+            for n in range(1, max_order + 1):
+                nh, nr = max(lh - n + 1, 0), max(lr - n + 1, 0)
+                if n > 1:
+                    for i in range(nh):
+                        hyp_keys[i] = (hyp_keys[i] << 15) | hyp[row, i + n - 1]
+                    for i in range(nr):
+                        ref_keys[i] = (ref_keys[i] << 15) | ref_parts[i + n - 1]
+                _sorted_copy(hyp_keys, nh, hs)
+                _sorted_copy(ref_keys, nr, rs)
+                correct[row, n - 1] = _merge_count(hs, nh, rs, nr)
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _lcs(hyp, hyp_len, ref, ref_len, out):
@@ -102,9 +140,12 @@ if numba is not None:
             out[row] = dp[lr]
 
 
-def _arrays(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref_len: Tensor):
-    as_np = lambda t: np.ascontiguousarray(t.detach().to(torch.int64).numpy())  # noqa: E731
-    return as_np(hyp_ids), as_np(hyp_len), as_np(ref_ids), as_np(ref_len)
+def _as_numpy(tensor: Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().to(torch.int64).numpy())
+
+
+def _arrays(*tensors: Tensor):
+    return tuple(_as_numpy(t) for t in tensors)
 
 
 def clipped_counts(hyp_parts: Tensor, hyp_len: Tensor, ref_parts: Tensor, ref_len: Tensor,
@@ -118,6 +159,20 @@ def clipped_counts(hyp_parts: Tensor, hyp_len: Tensor, ref_parts: Tensor, ref_le
     out = np.zeros((hyp_parts.size(0), max_order), np.int64)
     _clipped_counts(*_arrays(hyp_parts, hyp_len, ref_parts, ref_len), max_order, out)
     return torch.from_numpy(out)
+
+
+def sentence_stats(hyps: Tensor, refs: Tensor, pad: int, eos: int, unk: Optional[int],
+                   max_order: int) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+    """(clipped matches [B, max_order], hypothesis lengths, reference lengths) straight from raw
+    padded ids, or None when the compiled path is not usable (ids must be below 2^15 - 1)."""
+    if not usable(hyps, refs) or max(int(hyps.max()), int(refs.max())) >= _MAX_PART:
+        return None
+    bsz = hyps.size(0)
+    correct = np.zeros((bsz, max_order), np.int64)
+    hyp_len, ref_len = np.zeros(bsz, np.int64), np.zeros(bsz, np.int64)
+    _sentence_stats(_as_numpy(hyps), _as_numpy(refs), pad, eos, -1 if unk is None else unk, max_order,
+                    correct, hyp_len, ref_len)
+    return torch.from_numpy(correct), torch.from_numpy(hyp_len), torch.from_numpy(ref_len)
 
 
 def lcs_lengths(hyp_ids: Tensor, hyp_len: Tensor, ref_ids: Tensor, ref_len: Tensor) -> Optional[Tensor]:
