@@ -7,6 +7,6 @@ from . import compat
 
 compat.apply()
 
-from . import models, rewards  # noqa: E402,F401  (registration side effects)
+from . import criterions, models, rewards, tasks  # noqa: E402,F401  (registration side effects)
 
 __version__ = "0.1.0"

@@ -15,15 +15,31 @@ than as a broken ``fairseq-generate``.
 from __future__ import annotations
 
 import argparse
-from typing import List
+from typing import Any, List
 
+import numpy as np
 import torch
 
+try:  # numpy >= 2 moved the array internals to numpy._core
+    from numpy._core import multiarray as _numpy_multiarray
+except ImportError:  # pragma: no cover - numpy 1.x
+    from numpy.core import multiarray as _numpy_multiarray
+
 # Every global found in checkpoints written by fairseq's trainer (fairseq 0.12.x / fairseq-fixed):
-# ``state["cfg"]["model"]`` is the argparse Namespace of the model options. Everything else
-# fairseq stores (OmegaConf containers converted to dicts, optimizer and meter state dicts,
-# iterator state, our task state) is made of plain containers, numbers, strings and tensors.
-FAIRSEQ_CHECKPOINT_GLOBALS: List[type] = [argparse.Namespace]
+# ``state["cfg"]["model"]`` is the argparse Namespace of the model options. With ``--eval-bleu``
+# the translation task logs its BLEU n-gram counts as numpy arrays, and the saved meter state
+# (``extra_state["metrics"]``) holds them: plain numeric arrays need numpy's array reconstructor,
+# ndarray and dtype (an object array would need further globals and is still refused). Everything
+# else fairseq stores (OmegaConf containers converted to dicts, optimizer state, iterator state, our
+# task state) is made of plain containers, numbers, strings and tensors.
+FAIRSEQ_CHECKPOINT_GLOBALS: List[Any] = [
+    argparse.Namespace,
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.int64)),  # the dtype of the count arrays (numpy.dtypes.Int64DType)
+    type(np.dtype(np.float64)),
+    _numpy_multiarray._reconstruct,
+]
 
 _applied = False
 

@@ -52,6 +52,22 @@ def mle_checkpoint(tmp_path_factory) -> Path:
     return save_dir / "checkpoint_last.pt"
 
 
+INTERPOLATION = ["--criterion", "interpolation", "--lambdas", "0.3,0.3,0.4"]
+# cheap validation decodes (greedy, short) so that tests can validate often
+FAST_EVAL = ["--eval-bleu", "--eval-bleu-args", '{"beam": 1, "max_len_a": 1, "max_len_b": 5}',
+             "--eval-tokenized-bleu", "--max-valid-steps", "1", "--required-batch-size-multiple", "1"]
+ANNEAL = ["--task", "erpo_translation", *INTERPOLATION, *FAST_EVAL,
+          "--validate-interval-updates", "5", "--save-interval-updates", "5"]
+
+
+@pytest.fixture(scope="session")
+def annealed_run(tmp_path_factory):
+    """Interpolation under erpo_translation, 40 updates validating every 5 (seeded: it anneals)."""
+    save_dir = tmp_path_factory.mktemp("anneal")
+    proc = cli("fairseq-train", *train_args(save_dir, *ANNEAL, updates=40))
+    return save_dir, proc.stdout + proc.stderr
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared/data: skip when absent, but fail loudly in CI (CI=true)."""
     path = SHARED_DATA.joinpath(*parts)

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .base import Reward
-from .delta import DeltaState
+from .delta import DeltaState, reference_with_eos
 from .ngrams import SpecialTokens, TokenDeltas, check_pair, check_tokens, mask_hypotheses, sequence_mask
 from .registry import option, register_reward
 
@@ -103,3 +103,72 @@ class UnigramNoiseReward(Reward):
         check_tokens("refs", refs)
         self._to(refs.device)
         return UnigramNoiseState(refs, self.special, self.log_noise, self.log_keep)
+
+
+class UniformSingleNoiseState(DeltaState):
+    """Exactly one reference word is replaced, at a uniform position, by a uniform non-special token
+    other than it. dR is the log-probability of that process, step by step: with r words left and no
+    replacement yet, replace here with probability 1/r (forced at the last word)."""
+
+    def __init__(self, refs: Tensor, special: SpecialTokens, allowed: Tensor):
+        super().__init__(refs, special)
+        self.log_allowed = torch.where(allowed, 0.0, float("-inf")).double().to(refs.device)
+        self.allowed = allowed.to(refs.device)
+        self.replaced = torch.zeros(refs.size(0), dtype=torch.bool, device=refs.device)
+        self.total = torch.zeros(refs.size(0), dtype=torch.float64, device=refs.device)
+
+    def current(self) -> Tensor:
+        return self.total
+
+    def deltas(self) -> TokenDeltas:
+        truth = self._truth_now()
+        words_left = (self.ref_len - 1 - self.step).double()  # including this position
+        word = words_left > 0
+        choices = self.allowed.sum().double() - self.allowed[truth].double()  # tokens != y*_t
+        fresh = word & ~self.replaced
+        replace = torch.where(fresh, -torch.log(words_left.clamp(min=1)) - torch.log(choices),
+                              torch.full_like(words_left, float("-inf")))
+        keep = torch.where(fresh, torch.log1p(-1.0 / words_left.clamp(min=1)), torch.zeros_like(words_left))
+        # at the EOS position (and past it): only EOS, with dR = 0
+        return TokenDeltas(self.log_allowed.unsqueeze(0), truth.unsqueeze(1), keep.unsqueeze(1),
+                           replace.unsqueeze(1))
+
+    def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
+        if active is None:
+            active = torch.ones_like(tokens, dtype=torch.bool)
+        dense = self.deltas()
+        picked = dense.base.squeeze(0)[tokens] + dense.row_offset.squeeze(1)
+        picked = torch.where(tokens == dense.tokens.squeeze(1), dense.values.squeeze(1), picked)
+        self.total = self.total + torch.where(active, picked, torch.zeros_like(picked))
+        self.replaced |= active & (tokens != dense.tokens.squeeze(1))
+        self.step += 1
+
+
+@register_reward("uniform_single_noise")
+class UniformSingleNoiseReward(Reward):
+    """The paper's R'_delta (section 3.5) as the exact log-probability of its noising process:
+    finite iff y has the reference's length and differs from it in exactly one position. A reference
+    without words (EOS only) is returned unchanged."""
+
+    def __init__(self, special: SpecialTokens, vocab_size: int, nspecial: int):
+        super().__init__(special)
+        if vocab_size - nspecial < 2:
+            raise ValueError("--noise-type uniform_single: the dictionary needs at least 2 non-special tokens")
+        self.allowed = torch.arange(vocab_size) >= nspecial
+
+    @classmethod
+    def build(cls, dictionary, options) -> "UniformSingleNoiseReward":
+        return cls(SpecialTokens.from_dictionary(dictionary), len(dictionary), dictionary.nspecial)
+
+    def score(self, hyps: Tensor, refs: Tensor) -> Tensor:
+        check_pair(hyps, refs)
+        state = self.start(refs)
+        hyp = reference_with_eos(hyps, self.special)
+        for t in range(int(state.ref_len.max())):
+            token = hyp[:, t] if t < hyp.size(1) else torch.full_like(hyp[:, 0], self.special.eos)
+            state.advance(token, torch.full_like(token, True, dtype=torch.bool))
+        return state.total
+
+    def start(self, refs: Tensor) -> UniformSingleNoiseState:
+        check_tokens("refs", refs)
+        return UniformSingleNoiseState(refs, self.special, self.allowed)

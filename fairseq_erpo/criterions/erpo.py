@@ -1,0 +1,141 @@
+"""``--criterion erpo``: any point (R, alpha, beta) of the paper's Figure 1, and the base class of
+every sampling criterion in this package.
+
+E-step: draw y ~ q (Eq. 4, or the z-mixture) with the shared :class:`~fairseq_erpo.sampling.
+SequenceSampler`; M-step: the negative log-likelihood of y with teacher forcing, which is fairseq's
+own ``cross_entropy`` on the sampled batch (so the loss, its base-2 logging and ``sentence_avg``
+behave exactly like the stock criterion). Validation (``model.training`` off) scores the
+references, so valid loss is comparable across algorithms.
+
+Under ``--task erpo_translation`` the task samples before the loss with its annealed lambdas;
+under any other task (e.g. stock ``translation``) the criterion samples itself with fixed lambdas.
+"""
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from fairseq.criterions import register_criterion
+from fairseq.criterions.cross_entropy import CrossEntropyCriterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+from omegaconf import II
+
+from ..algorithms import Branch, ErpoPoint
+from ..rewards import Reward, SpecialTokens, build_reward
+from ..sampling import SampledBatch, SequenceSampler
+
+logger = logging.getLogger(__name__)
+
+SAMPLED_KEY = "erpo_sampled"  # a sample that already went through the E-step carries its SampledBatch
+
+
+@dataclass
+class SamplingConfig(FairseqDataclass):
+    """Options every sampling criterion shares."""
+
+    max_len_a: float = field(default=1.0, metadata={
+        "help": "samples end with EOS after at most max_len_a * T* + max_len_b tokens (T*: reference length)"})
+    max_len_b: int = field(default=10, metadata={"help": "see --max-len-a"})
+    reward_scale: Optional[float] = field(default=None, metadata={
+        "help": "multiplier of the reward (default: the reward's own; 0.01 for bleu, i.e. BLEU in [0, 1] "
+                "as in the authors' code, 1 for rouge)"})
+    bleu_smooth: ChoiceEnum(["none", "floor", "add-k", "exp"]) = field(default="add-k", metadata={
+        "help": "sentence-BLEU smoothing of the bleu reward (sacrebleu's methods)"})
+    bleu_smooth_value: Optional[float] = field(default=None, metadata={
+        "help": "value for floor / add-k smoothing (default: sacrebleu's)"})
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+@dataclass
+class ErpoConfig(SamplingConfig):
+    reward: str = field(default="bleu", metadata={
+        "help": "R: a registered reward (bleu, rouge, delta, unigram_noise, uniform_single_noise, ...)"})
+    alpha: float = field(default=0.0, metadata={"help": "weight of KL(q || p_theta) (Eq. 1); >= 0"})
+    beta: float = field(default=1.0, metadata={"help": "weight of the entropy H(q) (Eq. 1); >= 0"})
+    noise_prob: float = field(default=0.1, metadata={
+        "help": "gamma of the unigram_noise reward (probability of replacing a reference token)"})
+
+
+class SamplingCriterion(CrossEntropyCriterion):
+    """Cross entropy on sequences drawn by the shared sampler; subclasses only choose branches."""
+
+    def __init__(self, task, cfg: SamplingConfig, branches: Sequence[Branch], lambdas: Sequence[float],
+                 granularity: str = "token"):
+        super().__init__(task, cfg.sentence_avg)
+        dictionary = getattr(task, "target_dictionary", None)
+        names = sorted({b.reward for b in branches if b.reward and not b.truth})
+        rewards: Dict[str, Reward] = {name: build_reward(name, dictionary, cfg) for name in names}
+        self.lambdas: Tuple[float, ...] = tuple(float(v) for v in lambdas)
+        self.sampler = SequenceSampler(branches, rewards, SpecialTokens.from_dictionary(dictionary),
+                                       bos=dictionary.bos(), vocab_size=len(dictionary),
+                                       granularity=granularity, max_len_a=cfg.max_len_a,
+                                       max_len_b=cfg.max_len_b)
+        # the reward whose mean over samples is logged: the first non-ground-truth one
+        self.score_reward: Optional[Reward] = rewards[names[0]] if names else None
+
+    @property
+    def branches(self) -> Tuple[Branch, ...]:
+        return self.sampler.branches
+
+    def draw(self, model, sample: dict, lambdas: Optional[Sequence[float]] = None) -> dict:
+        """The E-step: ``sample`` with its target replaced by y ~ q; the SampledBatch rides along."""
+        drawn = self.sampler.sample(model, sample, self.lambdas if lambdas is None else lambdas)
+        out = drawn.sample
+        out[SAMPLED_KEY] = (drawn, sample["target"], tuple(self.lambdas if lambdas is None else lambdas))
+        return out
+
+    def forward(self, model, sample, reduce=True):
+        if model.training and SAMPLED_KEY not in sample:
+            sample = self.draw(model, sample)
+        loss, sample_size, logging_output = super().forward(model, sample, reduce=reduce)
+        if SAMPLED_KEY in sample:
+            logging_output.update(self.sampling_log(*sample[SAMPLED_KEY]))
+        return loss, sample_size, logging_output
+
+    def sampling_log(self, drawn: SampledBatch, refs: torch.Tensor, lambdas: Sequence[float]) -> dict:
+        out = {"sample_time": drawn.seconds, "sampled_batches": 1,
+               "sampled_tokens": int((drawn.branch >= 0).sum())}
+        for k, branch in enumerate(self.branches):
+            if len(self.branches) > 1:
+                out[f"tokens_{branch.name}"] = int((drawn.branch == k).sum())
+                out[f"lambda_{branch.name}"] = float(lambdas[k])
+        if self.score_reward is not None:
+            reward = self.score_reward.score(drawn.sample["target"], refs)
+            finite = torch.isfinite(reward)
+            out["reward_sum"] = float(reward[finite].sum())
+            out["reward_count"] = int(finite.sum())
+        return out
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
+        batches = total("sampled_batches")
+        if not batches:
+            return
+        metrics.log_scalar("sample_ms", 1000.0 * total("sample_time") / batches, batches, round=1)
+        if total("reward_count"):
+            metrics.log_scalar("reward", total("reward_sum") / total("reward_count"),
+                               total("reward_count"), round=4)
+        tokens = total("sampled_tokens")
+        keys = {key for log in logging_outputs for key in log}
+        for key in sorted(keys):
+            if key.startswith("tokens_") and tokens:
+                metrics.log_scalar("frac_" + key[len("tokens_"):], total(key) / tokens, tokens, round=3)
+            elif key.startswith("lambda_"):
+                metrics.log_scalar(key, total(key) / batches, batches, round=3)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
+
+
+@register_criterion("erpo", dataclass=ErpoConfig)
+class ErpoCriterion(SamplingCriterion):
+    """One branch: y_t ~ softmax((alpha log p_theta + dR) / (alpha + beta)) (Eq. 4)."""
+
+    def __init__(self, task, cfg: ErpoConfig):
+        super().__init__(task, cfg, [ErpoPoint(cfg.reward, cfg.alpha, cfg.beta).branch()], [1.0])

@@ -1,0 +1,202 @@
+"""The one token-level sampler every ERPO algorithm uses (paper Eq. 4 and the z-mixture of
+section 4 / Algorithm 1). Nothing else in the package samples sequences.
+
+For a batch (x, y*) it draws y token by token with fairseq's incremental decoding. At step t each
+row picks a branch z ~ (lambda_1, ..., lambda_K) (``token``: independently per row, as in the
+paper; ``step``: one z for the whole batch, as in the authors' code), then
+
+    y_t ~ softmax( model_weight * log p_theta(. | y_<t, x) + reward_weight * dR(. | y_<t, y*) )
+
+for that branch (:func:`eq4_logits`), or y_t = y*_t for the ground-truth branch (EOS past the
+reference). The limits are exact: a branch with ``model_weight == 0`` never reads the model (when
+no branch with a non-zero lambda does, the decoder is not run at all), the delta reward forces y*_t
+through its -inf increments, and the decoder's output layer runs only for the rows whose branch
+needs log p. Every sequence ends with EOS, at the latest after ``max_len_a * T* + max_len_b``
+tokens (T*: reference length without EOS).
+
+Randomness comes from a private generator reseeded from fairseq's per-update seed, so sampling
+never shifts the dropout masks of the M-step (``--criterion erpo --reward delta`` is bit-exact
+fairseq ``cross_entropy``) and a resumed run draws the same samples.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from .algorithms import Branch
+from .rewards import Reward, SpecialTokens
+from .rewards.delta import reference_with_eos
+
+
+def eq4_logits(branch: Branch, lprobs: Optional[Tensor], deltas: Optional[Tensor]) -> Tensor:
+    """``model_weight * log p + reward_weight * dR`` over the vocabulary, ``[rows, V]`` float32.
+
+    A zero weight drops its term entirely (so ``0 * -inf`` never occurs).
+    """
+    logits = None
+    if branch.model_weight > 0:
+        if lprobs is None:
+            raise ValueError(f"branch {branch.name!r} needs the model's log-probabilities")
+        logits = branch.model_weight * lprobs.float()
+    if branch.reward_weight > 0 and branch.reward is not None:
+        if deltas is None:
+            raise ValueError(f"branch {branch.name!r} needs the reward increments dR")
+        term = branch.reward_weight * deltas.float()
+        logits = term if logits is None else logits + term
+    if logits is None:
+        raise ValueError(f"branch {branch.name!r} has neither a model nor a reward term")
+    return logits
+
+
+@dataclass
+class SampledBatch:
+    """The sampled sequences, as a fairseq sample ready for teacher forcing, and what produced them."""
+
+    sample: dict
+    branch: Tensor  # [B, L]: index of the branch that chose each target token, -1 on padding
+    seconds: float
+
+
+class SequenceSampler:
+    """Draws y ~ q(y | x, y*) for a fixed tuple of branches; lambdas are given per call, so the
+    task can anneal them."""
+
+    def __init__(self, branches: Sequence[Branch], rewards: Dict[str, Reward], special: SpecialTokens,
+                 bos: int, vocab_size: int, granularity: str = "token", max_len_a: float = 1.0, max_len_b: int = 10):
+        if granularity not in ("token", "step"):
+            raise ValueError(f"--z-granularity must be 'token' or 'step', got {granularity!r}")
+        if max_len_a < 0 or max_len_b < 0 or (max_len_a == 0 and max_len_b < 1):
+            raise ValueError(f"--max-len-a {max_len_a} / --max-len-b {max_len_b}: need a >= 0, b >= 0 and "
+                             "a positive maximum length")
+        missing = [b.reward for b in branches if b.reward and not b.truth and b.reward not in rewards]
+        if missing:
+            raise ValueError(f"no reward object for {missing}")
+        self.branches = tuple(branches)
+        self.rewards = rewards
+        self.special = special
+        self.bos = bos
+        self.vocab_size = vocab_size
+        self.granularity = granularity
+        self.max_len_a, self.max_len_b = float(max_len_a), int(max_len_b)
+        self._generator: Optional[torch.Generator] = None
+        self._seed: Optional[int] = None
+
+    # -- randomness ---------------------------------------------------------------------------
+    def generator(self, device: torch.device) -> torch.Generator:
+        """Private RNG, reseeded whenever fairseq reseeds torch (once per update)."""
+        seed = torch.initial_seed()
+        gen = self._generator
+        if gen is None or gen.device != device or seed != self._seed:
+            gen = torch.Generator(device=device)
+            gen.manual_seed((seed * 1_000_003 + 0x5EED) % (2 ** 63))
+            self._generator, self._seed = gen, seed
+        return gen
+
+    def draw_branches(self, lambdas: Tensor, bsz: int, gen: torch.Generator) -> Tensor:
+        """[B] branch index per row: z ~ lambdas, per token or shared by the step."""
+        count = bsz if self.granularity == "token" else 1
+        z = torch.multinomial(lambdas, count, replacement=True, generator=gen)
+        return z.expand(bsz) if count == 1 else z
+
+    # -- the sampler ----------------------------------------------------------------------------
+    def max_lengths(self, refs: Tensor) -> Tensor:
+        """[B] the most tokens (before EOS) a sample may have."""
+        ref_len = ((refs != self.special.pad) & (refs != self.special.eos)).sum(1)
+        return torch.floor(self.max_len_a * ref_len.double() + self.max_len_b).long().clamp(min=0)
+
+    def sample(self, model, sample: dict, lambdas: Sequence[float]) -> SampledBatch:
+        start = time.perf_counter()
+        refs = sample["target"]
+        bsz, device = refs.size(0), refs.device
+        if len(lambdas) != len(self.branches):
+            raise ValueError(f"{len(lambdas)} lambdas for {len(self.branches)} branches")
+        weights = torch.tensor([float(v) for v in lambdas], dtype=torch.float64, device=device)
+        live = [k for k, w in enumerate(lambdas) if w > 0]
+        need_model = any(self.branches[k].uses_model for k in live)
+        states = {k: self.rewards[self.branches[k].reward].start(refs) for k in live
+                  if self.branches[k].reward and not self.branches[k].truth}
+        truth = reference_with_eos(refs, self.special) if any(self.branches[k].truth for k in live) else None
+        cap = self.max_lengths(refs)
+        steps = int(cap.max()) + 1
+        gen = self.generator(device)
+
+        tokens = refs.new_full((bsz, steps + 1), self.special.pad)  # decoder input stream
+        tokens[:, 0] = self.special.eos  # fairseq decoders start from EOS
+        chosen = refs.new_full((bsz, steps), -1)
+        active = torch.ones(bsz, dtype=torch.bool, device=device)
+        was_training = model.training
+        model.eval()  # q is defined by p_theta; dropout belongs to the M-step
+        try:
+            with torch.no_grad():
+                decoder = model.decoder
+                encoder_out = model.encoder.forward_torchscript(sample["net_input"]) if need_model else None
+                incremental_state: Dict[str, Dict[str, Optional[Tensor]]] = {}
+                for t in range(steps):
+                    z = self.draw_branches(weights, bsz, gen)
+                    features = None
+                    if need_model:
+                        features = decoder.extract_features(tokens[:, : t + 1], encoder_out=encoder_out,
+                                                            incremental_state=incremental_state)[0][:, -1]
+                    y = torch.full_like(cap, self.special.eos)
+                    for k in live:
+                        rows = ((z == k) & active).nonzero().squeeze(1)
+                        if rows.numel() == 0:
+                            continue
+                        branch = self.branches[k]
+                        if branch.truth:
+                            y[rows] = truth[rows, min(t, truth.size(1) - 1)]
+                            continue
+                        lprobs = self.log_probs(model, features[rows]) if branch.uses_model else None
+                        deltas = None
+                        if branch.reward_weight > 0 and branch.reward is not None:
+                            deltas = states[k].deltas().expand(self.vocab_size, torch.float32)[rows]
+                        logits = eq4_logits(branch, lprobs, deltas)
+                        y[rows] = self.draw_tokens(logits, branch, gen)
+                    y = torch.where(t >= cap, torch.full_like(y, self.special.eos), y)
+                    y = torch.where(active, y, torch.full_like(y, self.special.pad))
+                    tokens[:, t + 1] = y
+                    chosen[:, t] = torch.where(active, z, torch.full_like(z, -1))
+                    for state in states.values():
+                        state.advance(y, active)
+                    active = active & (y != self.special.eos)
+                    if not bool(active.any()):
+                        break
+        finally:
+            model.train(was_training)
+        width = t + 1
+        return SampledBatch(self._as_sample(sample, tokens[:, : width + 1]), chosen[:, :width],
+                            time.perf_counter() - start)
+
+    @staticmethod
+    def log_probs(model, features: Tensor) -> Tensor:
+        """log p_theta(. | y_<t, x) for the given rows' decoder features ``[rows, C]``."""
+        logits = model.decoder.output_layer(features.unsqueeze(1))
+        return model.get_normalized_probs((logits, None), log_probs=True).squeeze(1)
+
+    def draw_tokens(self, logits: Tensor, branch: Branch, gen: torch.Generator) -> Tensor:
+        """One token per row from softmax(logits); pad and bos are never drawn."""
+        logits[:, self.special.pad] = -math.inf
+        logits[:, self.bos] = -math.inf
+        top = logits.max(dim=1).values
+        if not bool(torch.isfinite(top).all()):  # impossible for the built-in rewards, by construction
+            raise RuntimeError(f"branch {branch.name!r}: a row has no token with a finite logit (reward "
+                               f"{branch.reward!r} gave -inf to every allowed token)")
+        probs = torch.softmax(logits - top.unsqueeze(1), dim=1)
+        return torch.multinomial(probs, 1, generator=gen).squeeze(1)
+
+    def _as_sample(self, sample: dict, stream: Tensor) -> dict:
+        """The fairseq sample for teacher forcing on y: target = y (EOS-terminated, right-padded),
+        prev_output_tokens = EOS + y shifted right, exactly as fairseq's collater builds them."""
+        target = stream[:, 1:].contiguous()
+        prev = stream[:, :-1].clone()
+        prev[:, 1:] = prev[:, 1:].masked_fill(prev[:, 1:] == self.special.eos, self.special.pad)
+        out = dict(sample)
+        out["net_input"] = dict(sample["net_input"], prev_output_tokens=prev)
+        out["target"] = target
+        out["ntokens"] = int((target != self.special.pad).sum())
+        return out

@@ -1,0 +1,83 @@
+"""The criterions and the erpo_translation task through the real fairseq CLI."""
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+import fairseq_erpo  # noqa: F401
+from conftest import ANNEAL, INTERPOLATION, cli, generate_args, train_args
+
+CRITERIONS = {
+    "erpo": ["--criterion", "erpo", "--reward", "bleu", "--alpha", "0.5", "--beta", "0.5"],
+    "interpolation": INTERPOLATION,
+    "spg": ["--criterion", "spg"],
+    "data_noising": ["--criterion", "data_noising", "--noise-prob", "0.2"],
+}
+
+
+def train_log(proc) -> str:
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("task", ["translation", "erpo_translation"])
+@pytest.mark.parametrize("name", sorted(CRITERIONS))
+def test_criterion_trains_20_updates(tmp_path, name, task):
+    extra = ["--no-anneal"] if task == "erpo_translation" else []
+    log = train_log(cli("fairseq-train", *train_args(tmp_path, "--task", task, *CRITERIONS[name], *extra)))
+    assert "num_updates 20" in log and (tmp_path / "checkpoint_last.pt").is_file()
+    assert re.search(r"sample_ms \d", log) and re.search(r"\| loss \d+\.\d+", log)
+    if name == "interpolation":
+        assert re.search(r"frac_model 0\.\d+ \| frac_reward 0\.\d+ \| frac_truth 0\.\d+", log)
+        warned = "annealing needs --task erpo_translation" in log
+        assert warned == (task == "translation")
+
+
+def test_interpolation_checkpoint_decodes(tmp_path):
+    cli("fairseq-train", *train_args(tmp_path, "--task", "erpo_translation", *CRITERIONS["interpolation"],
+                                     "--no-anneal"))
+    proc = cli("fairseq-generate", *generate_args(tmp_path / "checkpoint_last.pt"))
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("H-")]) == 500
+
+
+def schedule_of(checkpoint) -> dict:
+    state = torch.load(checkpoint, map_location="cpu")  # weights-only: the task state is plain data
+    assert state["task_state"]["schedule"] == state["extra_state"]["ErpoTranslationTask"]["schedule"]
+    return state["task_state"]["schedule"]
+
+
+def test_annealing_moves_lambdas_and_restores_theta(annealed_run):
+    save_dir, log = annealed_run
+    schedule = schedule_of(save_dir / "checkpoint_last.pt")
+    decisions = [d[2] for d in schedule["decisions"]]
+    assert decisions.count("anneal") >= 1 and len(decisions) == 8
+    assert schedule["anneal_count"] == decisions.count("anneal")
+    assert "theta restored to the last accepted point" in log
+    # the first anneal follows the paper: weight moves from the ground truth to the model branch
+    first = decisions.index("anneal")
+    assert schedule_of(save_dir / f"checkpoint_1_{5 * (first + 1)}.pt")["lambdas"] == [0.36, 0.3, 0.34]
+    # theta was not updated: the checkpoint written after the rejection is the last accepted model
+    rejected = torch.load(save_dir / f"checkpoint_1_{5 * (first + 1)}.pt", map_location="cpu")["model"]
+    accepted = torch.load(save_dir / f"checkpoint_1_{5 * first}.pt", map_location="cpu")["model"]
+    assert all(torch.equal(rejected[k], accepted[k]) for k in accepted)
+
+
+def test_resume_mid_anneal_continues_the_same_schedule(annealed_run, tmp_path):
+    save_dir, _ = annealed_run
+    full = schedule_of(save_dir / "checkpoint_last.pt")
+    first = [d[2] for d in full["decisions"]].index("anneal")
+    stop = 5 * (first + 2)  # stopped after the first anneal, before the next decisions
+    assert stop < 40
+    cli("fairseq-train", *train_args(tmp_path, *ANNEAL, updates=stop))
+    partial = schedule_of(tmp_path / "checkpoint_last.pt")
+    assert partial["decisions"] == full["decisions"][: len(partial["decisions"])]
+    cli("fairseq-train", *train_args(tmp_path, *ANNEAL, "--restore-file", "checkpoint_last.pt", updates=40))
+    resumed = schedule_of(tmp_path / "checkpoint_last.pt")
+    assert resumed == full  # lambdas, anneal count, best rewards and every later decision
+
+
+def test_annealing_needs_a_validation_reward(tmp_path):
+    proc = cli("fairseq-train", *train_args(tmp_path, "--task", "erpo_translation",
+                                            *CRITERIONS["interpolation"]), check=False)
+    assert proc.returncode != 0 and "add --eval-bleu" in proc.stderr

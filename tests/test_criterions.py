@@ -1,0 +1,105 @@
+"""The criterions on a real fairseq LSTM: MLE as the ERPO special case, and start-up errors."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import fairseq_erpo  # noqa: F401
+from erpo_helpers import first_batch, synthetic_task
+from fairseq import criterions as fairseq_criterions
+from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
+from omegaconf import OmegaConf
+
+
+@pytest.fixture(scope="module")
+def task_and_cfg():
+    return synthetic_task()
+
+
+def build(task, cfg, name, **fields):
+    """The criterion ``name`` with its dataclass defaults, overridden by ``fields``."""
+    dc = CRITERION_DATACLASS_REGISTRY[name]()
+    for key, value in fields.items():
+        setattr(dc, key, value)
+    conf = OmegaConf.structured(dc)
+    OmegaConf.update(conf, "sentence_avg", False, force_add=True)
+    conf._name = name
+    return fairseq_criterions.build_criterion(conf, task)
+
+
+def loss_and_grads(model, criterion, sample, seed=7):
+    model.train()
+    model.zero_grad()
+    torch.manual_seed(seed)  # the same dropout masks for both criterions
+    loss, sample_size, log = criterion(model, sample)
+    loss.backward()
+    return loss.detach(), sample_size, log, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def test_erpo_delta_alpha0_beta1_is_exactly_cross_entropy(task_and_cfg):
+    task, cfg = task_and_cfg
+    model = task.build_model(cfg.model)
+    sample = first_batch(task)
+    ce = build(task, cfg, "cross_entropy")
+    mle = build(task, cfg, "erpo", reward="delta", alpha=0.0, beta=1.0)
+    loss_ce, size_ce, _, grads_ce = loss_and_grads(model, ce, sample)
+    loss_mle, size_mle, log, grads_mle = loss_and_grads(model, mle, sample)
+    assert size_ce == size_mle and loss_ce.item() > 0
+    assert torch.equal(loss_ce, loss_mle)
+    assert all(torch.equal(grads_ce[n], grads_mle[n]) for n in grads_ce)
+    assert log["reward_sum"] == sample["target"].size(0)  # R_delta(y*) = 1 for every sample
+
+
+def test_validation_scores_the_references(task_and_cfg):
+    task, cfg = task_and_cfg
+    model = task.build_model(cfg.model)
+    model.eval()
+    sample = first_batch(task, "valid")
+    ce, spg = build(task, cfg, "cross_entropy"), build(task, cfg, "spg")
+    with torch.no_grad():
+        assert torch.equal(ce(model, sample)[0], spg(model, sample)[0])
+
+
+@pytest.mark.parametrize("name, fields", [
+    ("erpo", {}), ("erpo", {"alpha": 1.0, "beta": 0.5}), ("spg", {}), ("interpolation", {}),
+    ("interpolation", {"lambdas": "0.3,0.3,0.4", "z_granularity": "step"}),
+    ("data_noising", {}), ("data_noising", {"noise_type": "uniform_single"}),
+])
+def test_every_criterion_trains_and_logs(task_and_cfg, name, fields):
+    task, cfg = task_and_cfg
+    model = task.build_model(cfg.model)
+    criterion = build(task, cfg, name, **fields)
+    loss, sample_size, log = criterion(model.train(), first_batch(task))
+    loss.backward()
+    assert torch.isfinite(loss) and sample_size == log["ntokens"] > 0
+    assert log["sampled_tokens"] == log["ntokens"] and log["sample_time"] > 0
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name, fields, message", [
+    ("interpolation", {"lambdas": "0.5,0.5,0.5"}, "--lambdas .* sum to 1"),
+    ("interpolation", {"lambdas": "0.5,0.5"}, "--lambdas: expected 3"),
+    ("interpolation", {"lambdas": "-0.1,0.1,1"}, "--lambdas .* >= 0"),
+    ("interpolation", {"sample_scale": 0.0}, "--sample-scale must be > 0"),
+    ("interpolation", {"reward": "delta"}, "--reward delta"),
+    ("erpo", {"alpha": -1.0}, "--alpha must be"),
+    ("erpo", {"beta": -0.5}, "--beta must be"),
+    ("erpo", {"alpha": 0.0, "beta": 0.0}, "--alpha \\+ --beta must be > 0"),
+    ("erpo", {"reward": "meteor"}, "--reward 'meteor' is unknown; choose from: .*bleu"),
+    ("erpo", {"reward": "bleu", "reward_scale": 0.0}, "--reward-scale must be > 0"),
+    ("data_noising", {"noise_prob": 1.5}, "--noise-prob must be in"),
+    ("spg", {"max_len_a": -1.0}, "--max-len-a"),
+])
+def test_bad_options_fail_at_start_up(task_and_cfg, name, fields, message):
+    task, cfg = task_and_cfg
+    with pytest.raises(ValueError, match=message):
+        build(task, cfg, name, **fields)
+
+
+def test_reward_without_a_target_dictionary_fails():
+    no_dict = SimpleNamespace(target_dictionary=None)
+    from fairseq_erpo.criterions.spg import SpgConfig, SpgCriterion
+    with pytest.raises(ValueError, match="--reward bleu: needs the task's target dictionary"):
+        SpgCriterion(no_dict, SpgConfig(sentence_avg=False))

@@ -1,0 +1,197 @@
+"""The shared token sampler: Eq. 4 probabilities, the z-mixture, the ground-truth branch, limits."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from erpo_helpers import TOY_SPECIAL, ToyDictionary, ToyModel, toy_sample
+from fairseq_erpo.algorithms import ErpoPoint, interpolation_branches
+from fairseq_erpo.rewards import build_reward
+from fairseq_erpo.sampling import SequenceSampler
+
+V = 12
+DICT = ToyDictionary(V)
+
+
+def refs_batch(rows, width=None):
+    width = width or max(len(r) for r in rows) + 1
+    out = torch.full((len(rows), width), TOY_SPECIAL.pad)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r)
+        out[i, len(r)] = TOY_SPECIAL.eos
+    return out
+
+
+def make_sampler(branches, reward_names=(), **kw):
+    rewards = {n: build_reward(n, DICT, None) for n in reward_names}
+    return SequenceSampler(branches, rewards, TOY_SPECIAL, bos=0, vocab_size=V, **kw)
+
+
+class RecordingSampler(SequenceSampler):
+    """Keeps, per step, the distribution each branch's rows were drawn from."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.records = []
+
+    def draw_tokens(self, logits, branch, gen):
+        tokens = super().draw_tokens(logits, branch, gen)  # masks pad/bos in place first
+        self.records.append((branch, torch.softmax(logits.double(), dim=1), tokens.clone()))
+        return tokens
+
+
+@pytest.mark.parametrize("reward, alpha, beta", [("bleu", 1.0, 0.0), ("bleu", 0.5, 2.0), ("bleu", 0.0, 1.0),
+                                                 ("rouge", 2.0, 0.5)])
+def test_step_probabilities_are_the_eq4_softmax(reward, alpha, beta):
+    torch.manual_seed(0)
+    refs = refs_batch([[4, 5, 6, 5], [7, 7, 8], [9, 10, 11, 4, 5], [3, 4]])
+    model = ToyModel(V, seed=1)
+    branch = ErpoPoint(reward, alpha, beta).branch()
+    sampler = RecordingSampler([branch], {reward: build_reward(reward, DICT, None)}, TOY_SPECIAL, bos=0,
+                               vocab_size=V, max_len_a=1.0, max_len_b=2)
+    scorer = build_reward(reward, DICT, None)
+    out = sampler.sample(model, toy_sample(refs), [1.0])
+    y = out.sample["target"]
+    assert len(sampler.records) >= 4
+    for t, (_, probs, tokens) in enumerate(sampler.records):
+        rows = torch.arange(refs.size(0))
+        rows = rows[(y[:, :t] != TOY_SPECIAL.eos).all(1) & (y[:, :t] != TOY_SPECIAL.pad).all(1)] if t else rows
+        free = t < sampler.max_lengths(refs)[rows]  # at the cap EOS is forced, whatever was drawn
+        assert torch.equal(tokens[free], y[rows[free], t])
+        prefix = y[rows, :t]
+        prev = torch.cat([torch.full((rows.numel(), 1), TOY_SPECIAL.eos), prefix], 1)[:, -1]
+        logp = model.log_probs(prev, rows % 64).detach().double()
+        # dR by brute force: R(prefix + v) - R(prefix) for every v (item 4 of the rewards issue)
+        base = scorer.score(prefix if t else torch.full((rows.numel(), 1), TOY_SPECIAL.pad), refs[rows])
+        dr = torch.stack([scorer.score(torch.cat([prefix, torch.full((rows.numel(), 1), v)], 1), refs[rows])
+                          - base for v in range(V)], 1)
+        dr[:, TOY_SPECIAL.eos] = 0.0  # appending EOS leaves the scored sequence unchanged
+        logits = alpha * logp + dr if alpha > 0 else dr
+        logits = logits / (alpha + beta)
+        logits[:, [0, 1]] = -math.inf
+        expected = torch.softmax(logits, dim=1)
+        assert torch.allclose(probs, expected, atol=1e-5, rtol=0), (t, (probs - expected).abs().max())
+
+
+def test_unigram_noise_steps_are_the_noising_distribution():
+    refs = refs_batch([[4, 5, 6], [7, 8, 9]])
+    reward = build_reward("unigram_noise", DICT, type("O", (), {"noise_prob": 0.3})())
+    sampler = RecordingSampler([ErpoPoint("unigram_noise", 0, 1).branch()], {"unigram_noise": reward},
+                               TOY_SPECIAL, bos=0, vocab_size=V)
+    out = sampler.sample(ToyModel(V), toy_sample(refs), [1.0])
+    u = torch.tensor(DICT.count, dtype=torch.float64) / sum(DICT.count)
+    for t, (_, probs, _) in enumerate(sampler.records[:3]):
+        expected = 0.3 * u.expand(2, V).clone()
+        expected[torch.arange(2), refs[:, t]] += 0.7
+        assert torch.allclose(probs, expected, atol=1e-6)
+    assert torch.equal(out.sample["target"][:, 3], torch.full((2,), TOY_SPECIAL.eos))  # lengths kept
+
+
+def test_delta_reward_reproduces_the_reference_without_the_decoder():
+    refs = refs_batch([[4, 5, 6, 5], [7], [3, 9, 9]])
+    model = ToyModel(V)
+    sampler = make_sampler([ErpoPoint("delta", 0.0, 1.0).branch()], ["delta"])
+    out = sampler.sample(model, toy_sample(refs), [1.0])
+    assert torch.equal(out.sample["target"], refs)
+    assert model.decoder_calls == 0  # alpha = 0 everywhere: the model is never run
+    # with alpha > 0 the decoder runs, but -inf increments still force y*
+    sampler = make_sampler([ErpoPoint("delta", 1.0, 0.0).branch()], ["delta"])
+    assert torch.equal(sampler.sample(model, toy_sample(refs), [1.0]).sample["target"], refs)
+    assert model.decoder_calls > 0
+
+
+def test_ground_truth_branch_reproduces_the_reference_and_prev_tokens_match_fairseq():
+    refs = refs_batch([[4, 5, 6, 5], [7], [3, 9, 9]])
+    sampler = make_sampler(interpolation_branches("bleu", 1.0), ["bleu"])
+    out = sampler.sample(ToyModel(V), toy_sample(refs), [0.0, 0.0, 1.0])
+    assert torch.equal(out.sample["target"], refs)
+    expected_prev = torch.tensor([[2, 4, 5, 6, 5], [2, 7, 1, 1, 1], [2, 3, 9, 9, 1]])
+    assert torch.equal(out.sample["net_input"]["prev_output_tokens"], expected_prev)
+    assert out.sample["ntokens"] == 5 + 2 + 4
+    assert torch.equal(out.branch[refs != 1], torch.full(((refs != 1).sum().item(),), 2))
+
+
+def chi_square(counts, probs):
+    n = counts.sum()
+    expected = n * probs
+    keep = expected > 0
+    return float(((counts[keep] - expected[keep]) ** 2 / expected[keep]).sum())
+
+
+def test_branch_frequencies_follow_the_lambdas():
+    torch.manual_seed(3)
+    refs = refs_batch([[4 + (i % 8)] * 6 for i in range(400)])
+    lambdas = [0.2, 0.3, 0.5]
+    sampler = make_sampler(interpolation_branches("bleu", 1.0), ["bleu"], max_len_a=1.0, max_len_b=0)
+    out = sampler.sample(ToyModel(V, eos_bias=-30.0), toy_sample(refs), lambdas)
+    counts = torch.bincount(out.branch[out.branch >= 0], minlength=3).double()
+    # z is drawn independently of the state, so every drawn token counts (rows may stop early: the
+    # reward branch can draw EOS, whose dR is 0)
+    assert counts.sum() > 1500
+    # chi-square, 2 degrees of freedom: 13.8 is the 0.999 quantile
+    assert chi_square(counts, torch.tensor(lambdas, dtype=torch.float64)) < 13.8
+
+
+def test_step_granularity_shares_one_branch_per_step():
+    torch.manual_seed(4)
+    refs = refs_batch([[4, 5, 6, 7, 8, 9]] * 50)
+    sampler = make_sampler(interpolation_branches("bleu", 1.0), ["bleu"], granularity="step",
+                           max_len_a=1.0, max_len_b=0)
+    out = sampler.sample(ToyModel(V, eos_bias=-30.0), toy_sample(refs), [0.4, 0.3, 0.3])
+    shared = []
+    for t in range(out.branch.size(1)):
+        drawn = set(out.branch[:, t].tolist()) - {-1}
+        assert len(drawn) <= 1
+        shared += list(drawn)
+    assert len(set(shared)) > 1  # different steps do draw different branches
+
+
+def test_samples_end_with_eos_within_the_length_cap():
+    torch.manual_seed(5)
+    refs = refs_batch([[4, 5, 6], [7, 8, 9, 10, 11, 4, 5], [6]])
+    sampler = make_sampler(interpolation_branches("bleu", 1.0), ["bleu"], max_len_a=1.5, max_len_b=1)
+    out = sampler.sample(ToyModel(V, eos_bias=-50.0), toy_sample(refs), [1.0, 0.0, 0.0])
+    y = out.sample["target"]
+    lengths = (y != TOY_SPECIAL.pad).sum(1) - 1
+    assert lengths.tolist() == [5, 11, 2]  # floor(1.5 T* + 1): the model never stops by itself here
+    assert (y[torch.arange(3), lengths] == TOY_SPECIAL.eos).all()
+    body = torch.arange(y.size(1)) < lengths.unsqueeze(1)
+    assert not (y[body] == 0).any() and not (y[body] == TOY_SPECIAL.pad).any()  # bos/pad never drawn
+
+
+@pytest.mark.parametrize("reward", ["bleu", "rouge", "delta", "unigram_noise", "uniform_single_noise"])
+def test_no_nan_and_no_all_masked_row(reward):
+    """Edge references (empty, all <unk>, length 1) under every reward: valid finite sampling."""
+    torch.manual_seed(6)
+    refs = refs_batch([[], [3, 3, 3], [4], [5, 5, 5, 5, 5, 5]])
+    for alpha, beta in [(0.0, 1.0), (1.0, 0.0), (0.3, 0.7)]:
+        sampler = make_sampler([ErpoPoint(reward, alpha, beta).branch()], [reward])
+        out = sampler.sample(ToyModel(V), toy_sample(refs), [1.0])
+        y = out.sample["target"]
+        assert ((y == TOY_SPECIAL.eos).sum(1) == 1).all()
+
+
+def test_uniform_single_noise_changes_exactly_one_word():
+    torch.manual_seed(7)
+    rows = [[4, 5, 6, 7], [8, 9], [10, 11, 4, 5, 6, 7, 8]] * 30
+    refs = refs_batch(rows)
+    sampler = make_sampler([ErpoPoint("uniform_single_noise", 0.0, 1.0).branch()], ["uniform_single_noise"])
+    y = sampler.sample(ToyModel(V), toy_sample(refs), [1.0]).sample["target"]
+    assert y.shape == refs.shape
+    assert ((y != refs).sum(1) == 1).all()
+    changed = y[y != refs]
+    assert (changed >= 4).all()  # never a special token
+    positions = (y != refs).float().argmax(1)
+    # the replaced position is uniform: every position of every row is hit
+    for k, row in enumerate(rows[:3]):
+        hit = set(positions[k::3].tolist())
+        assert hit == set(range(len(row)))
+
+
+def test_bad_options_fail_at_construction():
+    with pytest.raises(ValueError, match="--z-granularity"):
+        make_sampler(interpolation_branches("bleu", 1.0), ["bleu"], granularity="sentence")
+    with pytest.raises(ValueError, match="--max-len-a"):
+        make_sampler(interpolation_branches("bleu", 1.0), ["bleu"], max_len_a=-1)
