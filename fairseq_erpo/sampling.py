@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .algorithms import Branch
-from .rewards import Reward, SpecialTokens
+from .rewards import Reward, SpecialTokens, TokenDeltas
 from .rewards.delta import reference_with_eos
 
 
@@ -53,6 +53,77 @@ def eq4_logits(branch: Branch, lprobs: Optional[Tensor], deltas: Optional[Tensor
     return logits
 
 
+def sample_categorical(logits: Tensor, gen: torch.Generator) -> Tensor:
+    """One index per row from softmax(logits) by inverting the CDF (exact; tokens of probability 0
+    are never returned). ``torch.multinomial`` draws the same distribution but costs ~30 ms for a
+    64 x 23K batch on CPU, against < 1 ms here."""
+    cdf = torch.exp(logits.double()).cumsum(dim=1)
+    u = torch.rand(logits.size(0), 1, generator=gen, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).clamp(max=logits.size(1) - 1).squeeze(1)
+
+
+def sample_from_deltas(deltas: TokenDeltas, rows: Tensor, weight: float, vocab_size: int,
+                       masked: Sequence[int], gen: torch.Generator, max_rounds: int = 16) -> Tensor:
+    """Exact draw from softmax(weight * dR) for ``rows`` without materializing ``[rows, V]``.
+
+    A reward's increments are a base shared by most tokens (one value per row, or one vector for
+    the batch) plus a few overrides (the reference tokens). The draw picks a bucket (one override
+    token, or "any other token") with its exact mass, then an "other" token from the base
+    distribution by rejection of the row's override tokens (falling back to the dense draw for
+    rows still rejected after ``max_rounds``). Pad/bos (``masked``) are never drawn.
+    """
+    n, device = rows.numel(), rows.device
+    base = deltas.base
+    if base.size(-1) == 1:  # one value per row for every token outside the overrides
+        shared = torch.zeros(vocab_size, dtype=torch.float64, device=device)
+        per_row = base.reshape(-1).double()
+        offset = per_row[rows] if per_row.numel() == deltas.tokens.size(0) else per_row.expand(n)
+    else:  # one vector shared by the batch
+        shared = weight * base.reshape(-1).double()
+        offset = torch.zeros(n, dtype=torch.float64, device=device)
+    if deltas.row_offset is not None:
+        offset = offset + deltas.row_offset.reshape(-1).double()[rows]
+    offset = weight * offset
+    shared[list(masked)] = -math.inf
+    log_total = torch.logsumexp(shared, 0)
+
+    tokens, values = deltas.tokens[rows], weight * deltas.values[rows].double()
+    valid = tokens >= 0
+    for m in masked:
+        valid &= tokens != m
+    tokens, order = tokens.masked_fill(~valid, -1).sort(dim=1)
+    values = values.gather(1, order)
+    distinct = tokens >= 0
+    distinct[:, 1:] &= tokens[:, 1:] != tokens[:, :-1]  # a repeated override token counts once
+    override_logits = torch.where(distinct, values, torch.full_like(values, -math.inf))
+    removed = torch.logsumexp(torch.where(distinct, shared[tokens.clamp(min=0)],
+                                          torch.full_like(values, -math.inf)), dim=1)
+    left = torch.log1p(-torch.exp(removed - log_total).clamp(max=1.0))  # base mass outside overrides
+    other_logit = offset + log_total + left
+    buckets = torch.cat([other_logit.unsqueeze(1), override_logits], dim=1)
+    top = buckets.max(dim=1).values
+    if not bool(torch.isfinite(top).all()):
+        raise RuntimeError("reward increments give -inf to every allowed token")
+    pick = sample_categorical(buckets - top.unsqueeze(1), gen)
+    out = tokens.gather(1, (pick - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
+
+    need = (pick == 0).nonzero().squeeze(1)
+    cdf = torch.exp(shared - log_total).cumsum(0)
+    for _ in range(max_rounds):
+        if need.numel() == 0:
+            return out
+        u = torch.rand(need.numel(), generator=gen, dtype=cdf.dtype, device=device) * cdf[-1]
+        candidate = torch.searchsorted(cdf, u, right=True).clamp(max=vocab_size - 1)
+        clash = ((tokens[need] == candidate.unsqueeze(1)) & distinct[need]).any(1)
+        out[need[~clash]] = candidate[~clash]
+        need = need[clash]
+    if need.numel():  # the overrides hold nearly all the base mass: draw these rows densely
+        dense = shared.expand(need.numel(), vocab_size).clone()
+        dense.scatter_(1, tokens[need].masked_fill(~distinct[need], masked[0]), -math.inf)
+        out[need] = sample_categorical(dense - dense.max(dim=1, keepdim=True).values, gen)
+    return out
+
+
 @dataclass
 class SampledBatch:
     """The sampled sequences, as a fairseq sample ready for teacher forcing, and what produced them."""
@@ -67,7 +138,8 @@ class SequenceSampler:
     task can anneal them."""
 
     def __init__(self, branches: Sequence[Branch], rewards: Dict[str, Reward], special: SpecialTokens,
-                 bos: int, vocab_size: int, granularity: str = "token", max_len_a: float = 1.0, max_len_b: int = 10):
+                 bos: int, vocab_size: int, granularity: str = "token", max_len_a: float = 1.0, max_len_b: int = 10,
+                 compact: bool = True):
         if granularity not in ("token", "step"):
             raise ValueError(f"--z-granularity must be 'token' or 'step', got {granularity!r}")
         if max_len_a < 0 or max_len_b < 0 or (max_len_a == 0 and max_len_b < 1):
@@ -81,6 +153,7 @@ class SequenceSampler:
         self.special = special
         self.bos = bos
         self.vocab_size = vocab_size
+        self.compact = compact  # reward-only branches draw from the compact increments
         self.granularity = granularity
         self.max_len_a, self.max_len_b = float(max_len_a), int(max_len_b)
         self._generator: Optional[torch.Generator] = None
@@ -151,6 +224,10 @@ class SequenceSampler:
                         if branch.truth:
                             y[rows] = truth[rows, min(t, truth.size(1) - 1)]
                             continue
+                        if not branch.uses_model and self.compact:  # exp(c dR): no [B, V] tensor
+                            y[rows] = sample_from_deltas(states[k].deltas(), rows, branch.reward_weight,
+                                                         self.vocab_size, (self.special.pad, self.bos), gen)
+                            continue
                         lprobs = self.log_probs(model, features[rows]) if branch.uses_model else None
                         deltas = None
                         if branch.reward_weight > 0 and branch.reward is not None:
@@ -186,8 +263,7 @@ class SequenceSampler:
         if not bool(torch.isfinite(top).all()):  # impossible for the built-in rewards, by construction
             raise RuntimeError(f"branch {branch.name!r}: a row has no token with a finite logit (reward "
                                f"{branch.reward!r} gave -inf to every allowed token)")
-        probs = torch.softmax(logits - top.unsqueeze(1), dim=1)
-        return torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        return sample_categorical(logits - top.unsqueeze(1), gen)
 
     def _as_sample(self, sample: dict, stream: Tensor) -> dict:
         """The fairseq sample for teacher forcing on y: target = y (EOS-terminated, right-padded),

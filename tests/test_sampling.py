@@ -9,7 +9,7 @@ import torch
 from erpo_helpers import TOY_SPECIAL, ToyDictionary, ToyModel, toy_sample
 from fairseq_erpo.algorithms import ErpoPoint, interpolation_branches
 from fairseq_erpo.rewards import build_reward
-from fairseq_erpo.sampling import SequenceSampler
+from fairseq_erpo.sampling import SequenceSampler, sample_from_deltas
 
 V = 12
 DICT = ToyDictionary(V)
@@ -30,10 +30,11 @@ def make_sampler(branches, reward_names=(), **kw):
 
 
 class RecordingSampler(SequenceSampler):
-    """Keeps, per step, the distribution each branch's rows were drawn from."""
+    """Keeps, per step, the distribution each branch's rows were drawn from (the dense path; the
+    compact reward-only draw is checked against it in test_compact_draws_follow_the_dense_softmax)."""
 
     def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
+        super().__init__(*a, compact=False, **kw)
         self.records = []
 
     def draw_tokens(self, logits, branch, gen):
@@ -82,6 +83,7 @@ def test_unigram_noise_steps_are_the_noising_distribution():
                                TOY_SPECIAL, bos=0, vocab_size=V)
     out = sampler.sample(ToyModel(V), toy_sample(refs), [1.0])
     u = torch.tensor(DICT.count, dtype=torch.float64) / sum(DICT.count)
+    assert len(sampler.records) == 4
     for t, (_, probs, _) in enumerate(sampler.records[:3]):
         expected = 0.3 * u.expand(2, V).clone()
         expected[torch.arange(2), refs[:, t]] += 0.7
@@ -183,6 +185,12 @@ def test_uniform_single_noise_changes_exactly_one_word():
     assert ((y != refs).sum(1) == 1).all()
     changed = y[y != refs]
     assert (changed >= 4).all()  # never a special token
+    # the reward is the exact log-probability of the process: 1/T for the position, 1/7 for the
+    # token (8 non-special tokens in this dictionary, minus the reference's own)
+    score = build_reward("uniform_single_noise", DICT, None).score(y, refs)
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.float64)
+    assert torch.allclose(score, -torch.log(lengths) - math.log(7), atol=1e-12)
+    assert torch.isinf(build_reward("uniform_single_noise", DICT, None).score(refs, refs)).all()
     positions = (y != refs).float().argmax(1)
     # the replaced position is uniform: every position of every row is hit
     for k, row in enumerate(rows[:3]):
@@ -195,3 +203,37 @@ def test_bad_options_fail_at_construction():
         make_sampler(interpolation_branches("bleu", 1.0), ["bleu"], granularity="sentence")
     with pytest.raises(ValueError, match="--max-len-a"):
         make_sampler(interpolation_branches("bleu", 1.0), ["bleu"], max_len_a=-1)
+
+
+@pytest.mark.parametrize("reward, weight", [("bleu", 1.0), ("bleu", 40.0), ("rouge", 3.0), ("delta", 1.0),
+                                            ("unigram_noise", 1.0), ("uniform_single_noise", 1.0)])
+def test_compact_draws_follow_the_dense_softmax(reward, weight):
+    """The reward-only draw never builds [B, V]; its frequencies match softmax(weight * dR)."""
+    V_big = 40
+    dictionary = ToyDictionary(V_big)
+    scorer = build_reward(reward, dictionary, None)
+    base_refs = refs_batch([[4, 5, 6, 5, 30], [7, 7, 8], [3, 9]])
+    copies = 4000
+    refs = base_refs.repeat_interleave(copies, dim=0)
+    state = scorer.start(refs)
+    prefix = torch.tensor([4, 5]).repeat(refs.size(0), 1) if reward not in ("delta",) else refs[:, :2]
+    for t in range(2):
+        state.advance(prefix[:, t])
+    deltas = state.deltas()
+    rows = torch.arange(refs.size(0))
+    gen = torch.Generator().manual_seed(11)
+    drawn = sample_from_deltas(deltas, rows, weight, V_big, (TOY_SPECIAL.pad, 0), gen, max_rounds=2)
+    dense = weight * deltas.expand(V_big, torch.float64)
+    dense[:, [TOY_SPECIAL.pad, 0]] = -math.inf
+    probs = torch.softmax(dense, dim=1)
+    for g in range(base_refs.size(0)):
+        block = slice(g * copies, (g + 1) * copies)
+        assert torch.allclose(probs[block], probs[block][:1].expand(copies, -1))
+        counts = torch.bincount(drawn[block], minlength=V_big).double()
+        p = probs[g * copies]
+        assert (counts[p == 0] == 0).all()  # impossible tokens (pad, bos, -inf increments) never drawn
+        df = int((p > 0).sum()) - 1
+        if df > 0:  # chi-square against its 0.9999 quantile (Wilson-Hilferty approximation)
+            z = 3.719
+            limit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+            assert chi_square(counts, p) < limit, (reward, g)

@@ -165,7 +165,9 @@ def sentence_stats(hyps: Tensor, refs: Tensor, pad: int, eos: int, unk: Optional
                    max_order: int) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
     """(clipped matches [B, max_order], hypothesis lengths, reference lengths) straight from raw
     padded ids, or None when the compiled path is not usable (ids must be below 2^15 - 1)."""
-    if not usable(hyps, refs) or max(int(hyps.max()), int(refs.max())) >= _MAX_PART:
+    if not usable(hyps, refs):
+        return None
+    if max(int(t.max()) if t.numel() else -1 for t in (hyps, refs)) >= _MAX_PART:
         return None
     bsz = hyps.size(0)
     correct = np.zeros((bsz, max_order), np.int64)

@@ -302,6 +302,16 @@ class TokenDeltas:
         dense.scatter_(1, index, self.values.to(dtype))
         return body
 
+    def value_of(self, tokens: Tensor) -> Tensor:
+        """dR of one given token per row (``tokens``: ``[B]``), without expanding the vocabulary."""
+        base = self.base.expand(tokens.size(0), -1)
+        value = base[:, 0] if base.size(1) == 1 else base.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        if self.row_offset is not None:
+            value = value + self.row_offset.squeeze(1)
+        hit = (self.tokens == tokens.unsqueeze(1)) & (self.tokens >= 0)
+        override = self.values.gather(1, hit.long().argmax(1, keepdim=True)).squeeze(1)
+        return torch.where(hit.any(1), override.to(value.dtype), value)
+
     def with_value(self, token: int, value: float) -> "TokenDeltas":
         """The same increments with dR(token) = value in every row (e.g. dR(eos) = 0)."""
         bsz = self.tokens.size(0)

@@ -34,17 +34,35 @@ def unigram_from_dictionary(dictionary) -> Tensor:
     return counts / counts.sum()
 
 
-class UnigramNoiseState(DeltaState):
-    """Position bookkeeping is the delta reward's (the reference stream with EOS); the values are
-    the noise log-probabilities, so any token may be drawn where the reference has a word."""
+class NoiseProcessState(DeltaState):
+    """Position bookkeeping is the delta reward's (the reference stream with EOS); the increments
+    are the log-probabilities of a noising process, so any token may be drawn where the reference
+    has a word, and the reward is their running sum."""
 
-    def __init__(self, refs: Tensor, special: SpecialTokens, log_noise: Tensor, log_keep: Tensor):
+    def __init__(self, refs: Tensor, special: SpecialTokens):
         super().__init__(refs, special)
-        self.log_noise, self.log_keep = log_noise, log_keep
         self.total = torch.zeros(refs.size(0), dtype=torch.float64, device=refs.device)
 
     def current(self) -> Tensor:
         return self.total
+
+    def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
+        if active is None:
+            active = torch.ones_like(tokens, dtype=torch.bool)
+        deltas = self.deltas()
+        picked = deltas.value_of(tokens).to(self.total.dtype)
+        self.total = self.total + torch.where(active, picked, torch.zeros_like(picked))
+        self.record(tokens, active, deltas)
+        self.step += 1
+
+    def record(self, tokens: Tensor, active: Tensor, deltas: TokenDeltas) -> None:
+        """Extra bookkeeping of a process after each step (none by default)."""
+
+
+class UnigramNoiseState(NoiseProcessState):
+    def __init__(self, refs: Tensor, special: SpecialTokens, log_noise: Tensor, log_keep: Tensor):
+        super().__init__(refs, special)
+        self.log_noise, self.log_keep = log_noise, log_keep
 
     def deltas(self) -> TokenDeltas:
         truth = self._truth_now()
@@ -54,15 +72,6 @@ class UnigramNoiseState(DeltaState):
         # at the EOS position and beyond: EOS only (the base -inf, EOS overridden with 0)
         offset = torch.where(word, 0.0, float("-inf")).to(self.log_noise).unsqueeze(1)
         return TokenDeltas(self.log_noise.unsqueeze(0), truth.unsqueeze(1), values.unsqueeze(1), offset)
-
-    def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
-        if active is None:
-            active = torch.ones_like(tokens, dtype=torch.bool)
-        dense = self.deltas()
-        picked = dense.base.squeeze(0)[tokens] + dense.row_offset.squeeze(1)
-        picked = torch.where(tokens == dense.tokens.squeeze(1), dense.values.squeeze(1), picked)
-        self.total = self.total + torch.where(active, picked, torch.zeros_like(picked))
-        self.step += 1
 
 
 @register_reward("unigram_noise")
@@ -105,7 +114,7 @@ class UnigramNoiseReward(Reward):
         return UnigramNoiseState(refs, self.special, self.log_noise, self.log_keep)
 
 
-class UniformSingleNoiseState(DeltaState):
+class UniformSingleNoiseState(NoiseProcessState):
     """Exactly one reference word is replaced, at a uniform position, by a uniform non-special token
     other than it. dR is the log-probability of that process, step by step: with r words left and no
     replacement yet, replace here with probability 1/r (forced at the last word)."""
@@ -115,10 +124,6 @@ class UniformSingleNoiseState(DeltaState):
         self.log_allowed = torch.where(allowed, 0.0, float("-inf")).double().to(refs.device)
         self.allowed = allowed.to(refs.device)
         self.replaced = torch.zeros(refs.size(0), dtype=torch.bool, device=refs.device)
-        self.total = torch.zeros(refs.size(0), dtype=torch.float64, device=refs.device)
-
-    def current(self) -> Tensor:
-        return self.total
 
     def deltas(self) -> TokenDeltas:
         truth = self._truth_now()
@@ -133,15 +138,8 @@ class UniformSingleNoiseState(DeltaState):
         return TokenDeltas(self.log_allowed.unsqueeze(0), truth.unsqueeze(1), keep.unsqueeze(1),
                            replace.unsqueeze(1))
 
-    def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
-        if active is None:
-            active = torch.ones_like(tokens, dtype=torch.bool)
-        dense = self.deltas()
-        picked = dense.base.squeeze(0)[tokens] + dense.row_offset.squeeze(1)
-        picked = torch.where(tokens == dense.tokens.squeeze(1), dense.values.squeeze(1), picked)
-        self.total = self.total + torch.where(active, picked, torch.zeros_like(picked))
-        self.replaced |= active & (tokens != dense.tokens.squeeze(1))
-        self.step += 1
+    def record(self, tokens: Tensor, active: Tensor, deltas: TokenDeltas) -> None:
+        self.replaced |= active & (tokens != deltas.tokens.squeeze(1))
 
 
 @register_reward("uniform_single_noise")

@@ -1,6 +1,6 @@
 """``--reward NAME``: the reward registry.
 
-Built-in: ``bleu``, ``rouge``, ``delta``, ``unigram_noise``. Register your own from any module
+Built-in: ``bleu``, ``rouge``, ``delta``, ``unigram_noise``, ``uniform_single_noise``. Register your own from any module
 your fairseq ``--user-dir`` imports::
 
     from fairseq_erpo.rewards import Reward, register_reward

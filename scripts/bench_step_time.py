@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Time per update of each criterion divided by fairseq's ``cross_entropy``, measured side by side
+in one run on the same batches (a benchmark, not a test).
+
+Setting: the paper's LSTM preset (``lstm_erpo_iwslt_de_en``), Adam, batches of 64 real IWSLT14
+de-en training sentences (``../shared/data/iwslt14-de-en/train-partial``), on CPU. The
+dictionaries are built from those sentences and padded with unused symbols to the paper's
+vocabulary sizes (32K German, 23K English) so that the output layer costs what it costs in the
+paper's setup. Each batch is trained once by every criterion in turn (each with its own model
+and optimizer, all starting from the same weights); medians over batches are reported, per update
+(the issue's measure) and per target token (samples from an untrained model run longer than the
+references, up to --max-len-b more tokens, which the M-step then also trains on).
+
+    python scripts/bench_step_time.py [--batches 12] [--threads 2]
+"""
+import argparse
+import copy
+import logging
+import os
+import statistics
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+
+DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "iwslt14-de-en",
+                            "train-partial")
+CRITERIONS = {
+    "cross_entropy": {},
+    "erpo (delta, a=0, b=1: MLE)": {"_name": "erpo", "reward": "delta", "alpha": 0.0, "beta": 1.0},
+    "interpolation (0.04,0,0.96)": {"_name": "interpolation"},
+    "interpolation (0.3,0.3,0.4)": {"_name": "interpolation", "lambdas": "0.3,0.3,0.4"},
+    "spg": {"_name": "spg"},
+    "data_noising (unigram)": {"_name": "data_noising"},
+}
+TARGETS = {"interpolation": 1.5, "spg": 1.5, "data_noising": 1.1}
+
+
+def build_dictionary(path, size):
+    from fairseq.data import Dictionary
+    d = Dictionary()
+    for line in open(path, encoding="utf-8"):
+        for word in line.split():
+            d.add_symbol(word)
+    d.finalize(threshold=1)
+    for i in range(size - len(d)):  # unused symbols up to the paper's vocabulary size
+        d.add_symbol(f"<bench-unused-{i}>", n=1)
+    return d
+
+
+def make_batches(src_dict, tgt_dict, data, n_batches, bsz):
+    from fairseq.data import LanguagePairDataset
+    src = [src_dict.encode_line(line, add_if_not_exist=False).long()
+           for line in open(os.path.join(data, "train.de"), encoding="utf-8")]
+    tgt = [tgt_dict.encode_line(line, add_if_not_exist=False).long()
+           for line in open(os.path.join(data, "train.en"), encoding="utf-8")]
+    keep = [i for i in range(len(src)) if len(src[i]) <= 51 and len(tgt[i]) <= 51]
+    dataset = LanguagePairDataset([src[i] for i in keep], [len(src[i]) for i in keep], src_dict,
+                                  [tgt[i] for i in keep], [len(tgt[i]) for i in keep], tgt_dict)
+    order = dataset.ordered_indices()  # fairseq's length-sorted order, as in training
+    chunks = [order[i:i + bsz] for i in range(0, len(order) - bsz + 1, bsz)]
+    gen = torch.Generator().manual_seed(0)
+    picks = torch.randperm(len(chunks), generator=gen)[:n_batches].tolist()
+    return [dataset.collater([dataset[int(j)] for j in chunks[p]]) for p in picks]
+
+
+def build_model(src_dict, tgt_dict):
+    from fairseq.models import ARCH_CONFIG_REGISTRY
+    from fairseq.models.lstm import LSTMModel
+    args = argparse.Namespace(max_source_positions=1024, max_target_positions=1024, criterion="cross_entropy")
+    ARCH_CONFIG_REGISTRY["lstm_erpo_iwslt_de_en"](args)
+    return LSTMModel.build_model(args, SimpleNamespace(source_dictionary=src_dict, target_dictionary=tgt_dict))
+
+
+def build_criterion(spec, task):
+    from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, build_criterion as fairseq_build
+    from omegaconf import OmegaConf
+    name = spec.get("_name", "cross_entropy")
+    conf = OmegaConf.structured(CRITERION_DATACLASS_REGISTRY[name]())
+    OmegaConf.update(conf, "sentence_avg", False, force_add=True)
+    for key, value in spec.items():
+        if key != "_name":
+            OmegaConf.update(conf, key, value)
+    conf._name = name
+    return fairseq_build(conf, task)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--src-vocab", type=int, default=32000)
+    parser.add_argument("--tgt-vocab", type=int, default=23000)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    import fairseq_erpo  # noqa: F401  (registers the criterions)
+
+    src_dict = build_dictionary(os.path.join(args.data, "train.de"), args.src_vocab)
+    tgt_dict = build_dictionary(os.path.join(args.data, "train.en"), args.tgt_vocab)
+    task = SimpleNamespace(source_dictionary=src_dict, target_dictionary=tgt_dict, anneals_lambdas=True)
+    batches = make_batches(src_dict, tgt_dict, args.data, args.batches + 1, args.batch_size)
+    torch.manual_seed(1)
+    base = build_model(src_dict, tgt_dict)
+    runs = {}
+    for label, spec in CRITERIONS.items():
+        model = copy.deepcopy(base).train()
+        runs[label] = (model, build_criterion(spec, task), torch.optim.Adam(model.parameters(), lr=1e-3),
+                       [], [], [])
+    for k, batch in enumerate(batches):
+        for label, (model, criterion, optimizer, times, sample_times, tokens) in runs.items():
+            torch.manual_seed(k)
+            start = time.perf_counter()
+            optimizer.zero_grad()
+            loss, _, log = criterion(model, batch)
+            loss.backward()
+            optimizer.step()
+            if k > 0:  # the first batch warms up allocators and the compiled kernels
+                times.append(time.perf_counter() - start)
+                sample_times.append(log.get("sample_time", 0.0))
+                tokens.append(int(log["ntokens"]))  # of the sampled targets: samples may be longer
+    ntok = statistics.median(int(b["ntokens"]) for b in batches[1:])
+    print(f"torch {torch.__version__}, {args.threads} threads; LSTM preset, vocab {len(src_dict)} / {len(tgt_dict)}; "
+          f"{args.batches} batches of {args.batch_size} IWSLT14 sentences (median {ntok} target tokens)")
+    ce_times, ce_tokens = runs["cross_entropy"][3], runs["cross_entropy"][5]
+    ce = statistics.median(ce_times)
+    ce_per_token = statistics.median(t / n for t, n in zip(ce_times, ce_tokens))
+    print(f"{'criterion':30} {'s/update':>9} {'sampling':>9} {'tokens':>7} {'vs cross_entropy':>17} "
+          f"{'per token':>10} {'target':>8}")
+    for label, (_, _, _, times, sample_times, tokens) in runs.items():
+        med = statistics.median(times)
+        per_token = statistics.median(t / n for t, n in zip(times, tokens))
+        target = next((f"<= {v}x" for k, v in TARGETS.items() if label.startswith(k)), "")
+        print(f"{label:30} {med:9.3f} {statistics.median(sample_times):9.3f} {statistics.median(tokens):7.0f} "
+              f"{med / ce:16.2f}x {per_token / ce_per_token:9.2f}x {target:>8}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
