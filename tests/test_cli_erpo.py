@@ -81,3 +81,17 @@ def test_annealing_needs_a_validation_reward(tmp_path):
     proc = cli("fairseq-train", *train_args(tmp_path, "--task", "erpo_translation",
                                             *CRITERIONS["interpolation"]), check=False)
     assert proc.returncode != 0 and "add --eval-bleu" in proc.stderr
+
+
+def test_rouge_validation_reward_drives_annealing(tmp_path):
+    """Summarization setting: --eval-rouge logs ROUGE-1/2/L and their sum, which anneals."""
+    args = [a for a in ANNEAL if a not in ("--eval-bleu", "--eval-tokenized-bleu")]
+    log = train_log(cli("fairseq-train", *train_args(tmp_path, *args, "--eval-rouge", "--anneal-metric", "rouge",
+                                                     "--reward", "rouge", updates=10)))
+    rows = re.findall(r"valid on 'valid' subset .*?\| rouge1 ([\d.]+) \| rouge2 ([\d.]+) \| rougeL ([\d.]+) "
+                      r"\| rouge ([\d.]+)", log)
+    assert len(rows) == 2
+    for r1, r2, rl, total in rows:
+        assert abs(float(r1) + float(r2) + float(rl) - float(total)) < 0.02
+    assert len(re.findall(r"erpo: valid rouge [\d.]+ accepted", log)) >= 1
+    assert "bleu" not in log.split("valid on 'valid' subset")[1].split("\n")[0]
