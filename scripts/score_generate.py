@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Corpus BLEU of a ``fairseq-generate`` output file, as the paper computes it.
+"""Scores of a ``fairseq-generate`` output file, as the paper computes them.
 
-The paper reports multi-bleu.perl on tokenized, lowercased words; sacrebleu with
-``tokenize="none"`` on the same whitespace tokens is that computation. Hypotheses and references
-are read from the H-/T- lines (after fairseq's ``--remove-bpe``/post-processing, if any), ordered by
-sentence id.
+* BLEU: the paper reports multi-bleu.perl on tokenized, lowercased words; sacrebleu with
+  ``tokenize="none"`` on the same whitespace tokens is that computation. ``--detok LANG`` adds
+  sacrebleu's standard detokenized BLEU (Moses-detokenized hypotheses and references, 13a) with
+  its signature.
+* ROUGE (``--rouge``, summarization): mean ROUGE-1/2/L F1 x 100 (rouge-score, no stemming).
 
-    python scripts/score_generate.py GEN_OUT [--name LABEL] [--json]
+Hypotheses and references are read from the H-/T- lines (after fairseq's ``--remove-bpe``/
+post-processing, if any), ordered by sentence id.
+
+    python scripts/score_generate.py GEN_OUT [--name LABEL] [--detok en] [--rouge] [--json]
 """
 from __future__ import annotations
 
@@ -40,20 +44,48 @@ def corpus_bleu(hyps: List[str], refs: List[str]) -> sacrebleu.metrics.bleu.BLEU
     return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True)
 
 
+def detokenized_bleu(hyps: List[str], refs: List[str], lang: str) -> Tuple[float, str]:
+    """sacrebleu's default BLEU on Moses-detokenized text, and its signature."""
+    from sacremoses import MosesDetokenizer
+    detok = MosesDetokenizer(lang=lang)
+    undo = lambda lines: [detok.detokenize(line.split(), unescape=True) for line in lines]  # noqa: E731
+    metric = sacrebleu.metrics.BLEU()
+    score = metric.corpus_score(undo(hyps), [undo(refs)])
+    return score.score, str(metric.get_signature())
+
+
+def rouge(hyps: List[str], refs: List[str]) -> Dict[str, float]:
+    from rouge_score import rouge_scorer
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
+    totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
+    for hyp, ref in zip(hyps, refs):
+        for key, value in scorer.score(ref, hyp).items():
+            totals[key] += value.fmeasure
+    return {key: round(100 * value / len(hyps), 2) for key, value in totals.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("gen_out")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--detok", metavar="LANG", default=None, help="also detokenized sacrebleu (target language)")
+    parser.add_argument("--rouge", action="store_true", help="also ROUGE-1/2/L (summarization)")
     parser.add_argument("--json", action="store_true", help="print a JSON record instead")
     args = parser.parse_args()
     hyps, refs = read_generate_output(args.gen_out)
-    bleu = corpus_bleu(hyps, refs)
+    record = {"name": args.name, "bleu": round(corpus_bleu(hyps, refs).score, 2), "sentences": len(hyps),
+              "signature": "tokenize:none (multi-bleu on tokenized words)"}
+    if args.detok:
+        score, signature = detokenized_bleu(hyps, refs, args.detok)
+        record.update(sacrebleu=round(score, 2), sacrebleu_signature=signature)
+    if args.rouge:
+        record.update(rouge(hyps, refs))
     if args.json:
-        json.dump({"name": args.name, "bleu": round(bleu.score, 2), "sentences": len(hyps),
-                   "signature": "tokenize:none"}, sys.stdout)
+        json.dump(record, sys.stdout)
         print()
     else:
-        print(f"{args.name or args.gen_out}\t{bleu.score:.2f}\t{len(hyps)} sentences")
+        extra = "".join(f"\t{k} {record[k]}" for k in ("sacrebleu", "rouge1", "rouge2", "rougeL") if k in record)
+        print(f"{args.name or args.gen_out}\t{record['bleu']:.2f}\t{len(hyps)} sentences{extra}")
 
 
 if __name__ == "__main__":

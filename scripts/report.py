@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Collect finished runs into ``results/`` and write the result table and convergence plot.
+
+    python scripts/report.py --runs runs/multi30k.de-en --results results/multi30k [--paper-order]
+
+A run is ``RUNS/<algo>/seed<N>/`` with ``train.log`` (from scripts/train.sh) and, once evaluated,
+``scores-test.json`` (from scripts/evaluate.sh). Both small files are copied to
+``RESULTS/<algo>/seed<N>/``, so the results survive without the checkpoints. The report is built from
+``RESULTS`` only:
+
+* ``RESULTS/table.md``: per algorithm, the number of seeds and test BLEU mean +- std (sample std,
+  0 for one seed), detokenized sacrebleu, or ROUGE-1/2/L for summarization;
+* ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
+  algorithm (the paper's Figure 3).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+PAPER_ORDER = ["interpolation", "raml", "scheduled_sampling", "spg", "mixer", "data_noising", "mle"]
+VALID_LINE = re.compile(r"\| valid on 'valid' subset \|.*?\| (bleu|rouge) ([\d.]+) \|.*?\| num_updates (\d+)")
+
+
+def collect(runs: Path, results: Path) -> int:
+    copied = 0
+    for log in sorted(runs.glob("*/seed*/train.log")):
+        target = results / log.parent.parent.name / log.parent.name
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ("train.log", "scores-test.json"):
+            if (log.parent / name).exists():
+                shutil.copyfile(log.parent / name, target / name)
+                copied += 1
+    return copied
+
+
+def validation_curve(log: Path) -> Tuple[List[Tuple[int, float]], str]:
+    """(updates, validation metric) for every validation in a train.log, and the metric's name."""
+    points, metric = [], "BLEU"
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = VALID_LINE.search(line)
+        if match:
+            points.append((int(match.group(3)), float(match.group(2))))
+            metric = match.group(1).upper()
+    return points, metric
+
+
+def mean_std(values: List[float]) -> Tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
+    scores: Dict[str, List[dict]] = {}
+    for path in sorted(results.glob("*/seed*/scores-test.json")):
+        scores.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+    order = [a for a in PAPER_ORDER if a in scores] + sorted(a for a in scores if a not in PAPER_ORDER)
+    summarization = any("rouge1" in s for runs in scores.values() for s in runs)
+    if summarization:
+        head = "| algorithm | seeds | ROUGE-1 | ROUGE-2 | ROUGE-L |\n|---|---|---|---|---|\n"
+        keys = ("rouge1", "rouge2", "rougeL")
+    else:
+        head = "| algorithm | seeds | test BLEU (tokenized, multi-bleu) | detokenized sacrebleu |\n|---|---|---|---|\n"
+        keys = ("bleu", "sacrebleu")
+    rows = []
+    for algo in order:
+        cells = []
+        for key in keys:
+            values = [s[key] for s in scores[algo] if key in s]
+            cells.append("%.2f ± %.2f" % mean_std(values) if values else "n/a")
+        rows.append(f"| {algo} | {len(scores[algo])} | " + " | ".join(cells) + " |")
+    return head + "\n".join(rows) + "\n", scores
+
+
+def plot(results: Path, out: Path) -> bool:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    metric = "BLEU"
+    drawn = False
+    for algo_dir in sorted(p for p in results.iterdir() if p.is_dir()):
+        found = [validation_curve(log) for log in sorted(algo_dir.glob("seed*/train.log"))]
+        curves = [points for points, _ in found if points]
+        if not curves:
+            continue
+        by_update: Dict[int, List[float]] = {}
+        for curve in curves:
+            for updates, value in curve:
+                by_update.setdefault(updates, []).append(value)
+        xs = sorted(by_update)
+        ax.plot(xs, [statistics.mean(by_update[x]) for x in xs], marker=".", label=f"{algo_dir.name} ({len(curves)})")
+        drawn = True
+        metric = found[0][1]
+    if not drawn:
+        plt.close(fig)
+        return False
+    ax.set_xlabel("updates")
+    ax.set_ylabel(f"validation {metric} (beam 5), mean over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=Path, default=None, help="training output folder to collect from")
+    parser.add_argument("--results", type=Path, required=True)
+    args = parser.parse_args()
+    args.results.mkdir(parents=True, exist_ok=True)
+    if args.runs is not None:
+        print(f"collected {collect(args.runs, args.results)} files from {args.runs}")
+    text, scores = table(args.results)
+    (args.results / "table.md").write_text(text, encoding="utf-8")
+    print(text, end="")
+    if plot(args.results, args.results / "convergence.png"):
+        print(f"wrote {args.results / 'convergence.png'}")
+
+
+if __name__ == "__main__":
+    main()

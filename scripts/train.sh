@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One paper configuration per command:
+#   bash scripts/train.sh ALGO DATA [SEED] [extra fairseq-train args...]
+# ALGO: mle | interpolation | spg | data_noising | erpo (pass --reward/--alpha/--beta as extras).
+# DATA: a fairseq data-bin folder (from scripts/prepare-*.sh). Summarization is detected from its
+# dictionaries (dict.article.txt / dict.title.txt): reward and validation metric become ROUGE.
+# Paper settings (section 5, appendix C): the LSTM preset (dropout 0.2), Adam 1e-3, batches of
+# 64 sentences, validation by beam-5 decoding every epoch, best checkpoint by validation
+# BLEU/ROUGE, interpolation lambdas (0.04, 0, 0.96) annealed by 0.06 (model once, reward 4x).
+# Output: runs/<data>/<algo>/seed<SEED>/ (checkpoints, train.log; ERPO_RUNS replaces runs/). Extra args override the
+# defaults (e.g. --max-epoch 10, --validate-interval-updates 500).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+[ $# -ge 2 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+algo="$1"; data="$2"; shift 2
+seed=1
+if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seed="$1"; shift; fi
+[ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
+
+if ls "$data"/dict.title.txt >/dev/null 2>&1; then
+    langs=(--source-lang article --target-lang title); metric=rouge; eval=(--eval-rouge --anneal-metric rouge)
+else
+    langs=(); metric=bleu; eval=(--eval-bleu --eval-tokenized-bleu)
+fi
+case "$algo" in
+    mle) crit=(--criterion cross_entropy) ;;
+    interpolation) crit=(--criterion interpolation --reward "$metric" --lambdas 0.04,0,0.96) ;;
+    spg) crit=(--criterion spg --reward "$metric") ;;
+    data_noising) crit=(--criterion data_noising --noise-prob 0.1) ;;
+    erpo) crit=(--criterion erpo) ;;
+    *) echo "ALGO $algo: choose mle, interpolation, spg, data_noising or erpo" >&2; exit 2 ;;
+esac
+
+save="${ERPO_RUNS:-runs}/$(basename "$data")/$algo/seed$seed"
+mkdir -p "$save"
+echo "training $algo on $data (seed $seed) -> $save"
+fairseq-train "$data" "${langs[@]}" --user-dir fairseq_erpo --task erpo_translation \
+    --arch lstm_erpo_iwslt_de_en "${crit[@]}" \
+    --optimizer adam --lr 1e-3 --batch-size 64 --required-batch-size-multiple 1 --max-epoch 30 \
+    "${eval[@]}" --eval-bleu-args '{"beam": 5}' \
+    --best-checkpoint-metric "$metric" --maximize-best-checkpoint-metric \
+    --seed "$seed" --save-dir "$save" --no-epoch-checkpoints --no-progress-bar --log-format simple \
+    --log-interval 100 --num-workers 0 "$@" 2>&1 | tee "$save/train.log"

@@ -1,0 +1,42 @@
+"""scripts/train.sh -> scripts/evaluate.sh -> scripts/report.py on the embedded corpus."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import BIN, REPO
+
+FAST = ["--max-update", "20", "--validate-interval-updates", "10", "--max-valid-steps", "1",
+        "--eval-bleu-args", '{"beam": 1, "max_len_b": 5}']
+
+
+def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "2", "HOME": str(Path.home()), **env_extra}
+    return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_train_evaluate_report(tmp_path):
+    data = tmp_path / "synthetic"
+    data.symlink_to(REPO / "data-bin" / "synthetic")
+    runs = tmp_path / "runs" / "synthetic"
+    for algo, seed in (("mle", "1"), ("interpolation", "1"), ("interpolation", "2")):
+        proc = run("bash", "scripts/train.sh", algo, str(data), seed, *FAST, ERPO_RUNS=str(tmp_path / "runs"))
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        assert "num_updates 20" in (runs / algo / f"seed{seed}" / "train.log").read_text()
+        proc = run("bash", "scripts/evaluate.sh", str(runs / algo / f"seed{seed}"), str(data))
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        scores = json.loads((runs / algo / f"seed{seed}" / "scores-test.json").read_text())
+        assert scores["sentences"] == 500 and "tok:13a" in scores["sacrebleu_signature"]
+    results = tmp_path / "results"
+    proc = run(str(BIN / "python"), "scripts/report.py", "--runs", str(runs), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (results / "table.md").read_text()
+    assert "| interpolation | 2 |" in table and "| mle | 1 |" in table
+    assert (results / "convergence.png").stat().st_size > 1000
+    assert (results / "interpolation" / "seed2" / "train.log").is_file()
+
+
+def test_unknown_algorithm_lists_the_choices():
+    proc = run("bash", "scripts/train.sh", "mixer_v2", "data-bin/synthetic")
+    assert proc.returncode == 2 and "choose mle, interpolation" in proc.stderr
