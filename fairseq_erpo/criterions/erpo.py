@@ -82,9 +82,10 @@ class SamplingCriterion(CrossEntropyCriterion):
 
     def draw(self, model, sample: dict, lambdas: Optional[Sequence[float]] = None) -> dict:
         """The E-step: ``sample`` with its target replaced by y ~ q; the SampledBatch rides along."""
-        drawn = self.sampler.sample(model, sample, self.lambdas if lambdas is None else lambdas)
+        lambdas = self.lambdas if lambdas is None else tuple(lambdas)
+        drawn = self.sampler.sample(model, sample, lambdas)
         out = drawn.sample
-        out[SAMPLED_KEY] = (drawn, sample["target"], tuple(self.lambdas if lambdas is None else lambdas))
+        out[SAMPLED_KEY] = (drawn, sample["target"], lambdas)
         return out
 
     def forward(self, model, sample, reduce=True):
