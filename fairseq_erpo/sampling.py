@@ -14,8 +14,8 @@ through its -inf increments, and the decoder's output layer runs only for the ro
 needs log p. Every sequence ends with EOS, at the latest after ``max_len_a * T* + max_len_b``
 tokens (T*: reference length without EOS).
 
-Randomness comes from a private generator reseeded from fairseq's per-update seed, so sampling
-never shifts the dropout masks of the M-step (``--criterion erpo --reward delta`` is bit-exact
+Randomness comes from a private generator reseeded from fairseq's per-update seed
+(:class:`UpdateSeededGenerator`), so sampling never shifts the dropout masks of the M-step (``--criterion erpo --reward delta`` is bit-exact
 fairseq ``cross_entropy``) and a resumed run draws the same samples.
 """
 from __future__ import annotations
@@ -31,6 +31,26 @@ from torch import Tensor
 from .algorithms import Branch
 from .rewards import Reward, SpecialTokens, TokenDeltas
 from .rewards.delta import reference_with_eos
+
+
+class UpdateSeededGenerator:
+    """A private RNG reseeded whenever fairseq reseeds torch (seed + update number, once per
+    update): drawing from it never shifts the global stream (dropout masks), and a resumed run
+    draws the same numbers."""
+
+    def __init__(self, salt: int = 0x5EED):
+        self.salt = salt
+        self._generator: Optional[torch.Generator] = None
+        self._seed: Optional[int] = None
+
+    def get(self, device: torch.device) -> torch.Generator:
+        seed = torch.initial_seed()
+        gen = self._generator
+        if gen is None or gen.device != torch.device(device) or seed != self._seed:
+            gen = torch.Generator(device=device)
+            gen.manual_seed((seed * 1_000_003 + self.salt) % (2 ** 63))
+            self._generator, self._seed = gen, seed
+        return gen
 
 
 def eq4_logits(branch: Branch, lprobs: Optional[Tensor], deltas: Optional[Tensor]) -> Tensor:
@@ -156,19 +176,11 @@ class SequenceSampler:
         self.compact = compact  # reward-only branches draw from the compact increments
         self.granularity = granularity
         self.max_len_a, self.max_len_b = float(max_len_a), int(max_len_b)
-        self._generator: Optional[torch.Generator] = None
-        self._seed: Optional[int] = None
+        self._rng = UpdateSeededGenerator()
 
     # -- randomness ---------------------------------------------------------------------------
     def generator(self, device: torch.device) -> torch.Generator:
-        """Private RNG, reseeded whenever fairseq reseeds torch (once per update)."""
-        seed = torch.initial_seed()
-        gen = self._generator
-        if gen is None or gen.device != device or seed != self._seed:
-            gen = torch.Generator(device=device)
-            gen.manual_seed((seed * 1_000_003 + 0x5EED) % (2 ** 63))
-            self._generator, self._seed = gen, seed
-        return gen
+        return self._rng.get(device)
 
     def draw_branches(self, lambdas: Tensor, bsz: int, gen: torch.Generator) -> Tensor:
         """[B] branch index per row: z ~ lambdas, per token or shared by the step."""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One paper configuration per command:
 #   bash scripts/train.sh ALGO DATA [SEED] [extra fairseq-train args...]
-# ALGO: mle | interpolation | spg | data_noising | erpo (pass --reward/--alpha/--beta as extras).
+# ALGO: mle | interpolation | spg | data_noising | scheduled_sampling | erpo (pass
+# --reward/--alpha/--beta as extras).
 # DATA: a fairseq data-bin folder (from scripts/prepare-*.sh). Summarization is detected from its
 # dictionaries (dict.article.txt / dict.title.txt): reward and validation metric become ROUGE.
 # Paper settings (section 5, appendix C): the LSTM preset (dropout 0.2), Adam 1e-3, batches of
@@ -20,17 +21,18 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seed="$1"; shift; fi
 [ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
 
 if ls "$data"/dict.title.txt >/dev/null 2>&1; then
-    langs=(--source-lang article --target-lang title); metric=rouge; eval=(--eval-rouge --anneal-metric rouge)
+    langs=(--source-lang article --target-lang title); metric=rouge; eval=(--eval-rouge --anneal-metric rouge); ss_k=600
 else
-    langs=(); metric=bleu; eval=(--eval-bleu --eval-tokenized-bleu)
+    langs=(); metric=bleu; eval=(--eval-bleu --eval-tokenized-bleu); ss_k=500
 fi
 case "$algo" in
     mle) crit=(--criterion cross_entropy) ;;
     interpolation) crit=(--criterion interpolation --reward "$metric" --lambdas 0.04,0,0.96) ;;
     spg) crit=(--criterion spg --reward "$metric") ;;
     data_noising) crit=(--criterion data_noising --noise-prob 0.1) ;;
+    scheduled_sampling) crit=(--criterion scheduled_sampling --ss-k "$ss_k") ;;
     erpo) crit=(--criterion erpo) ;;
-    *) echo "ALGO $algo: choose mle, interpolation, spg, data_noising or erpo" >&2; exit 2 ;;
+    *) echo "ALGO $algo: choose mle, interpolation, spg, data_noising, scheduled_sampling or erpo" >&2; exit 2 ;;
 esac
 
 save="${ERPO_RUNS:-runs}/$(basename "$data")/$algo/seed$seed"

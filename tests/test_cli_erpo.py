@@ -14,6 +14,7 @@ CRITERIONS = {
     "interpolation": INTERPOLATION,
     "spg": ["--criterion", "spg"],
     "data_noising": ["--criterion", "data_noising", "--noise-prob", "0.2"],
+    "scheduled_sampling": ["--criterion", "scheduled_sampling", "--ss-k", "5"],
 }
 
 
@@ -27,7 +28,14 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
     extra = ["--no-anneal"] if task == "erpo_translation" else []
     log = train_log(cli("fairseq-train", *train_args(tmp_path, "--task", task, *CRITERIONS[name], *extra)))
     assert "num_updates 20" in log and (tmp_path / "checkpoint_last.pt").is_file()
-    assert re.search(r"sample_ms \d", log) and re.search(r"\| loss \d+\.\d+", log)
+    assert re.search(r"\| loss \d+\.\d+", log)
+    if name == "scheduled_sampling":
+        # k = 5: eps_i = 5 / (5 + exp(i / 5)) falls from 0.83 to 0.08 over the 20 updates, which
+        # shows the criterion reads the trainer's update count
+        eps = [float(v) for v in re.findall(r"ss_eps[=| ]+([\d.]+)", log)]
+        assert eps and eps[-1] < 0.5 and re.search(r"frac_model_inputs[=| ]+0\.[1-9]", log)
+        return
+    assert re.search(r"sample_ms \d", log)
     if name == "interpolation":
         assert re.search(r"frac_model 0\.\d+ \| frac_reward 0\.\d+ \| frac_truth 0\.\d+", log)
         warned = "annealing needs --task erpo_translation" in log

@@ -1,0 +1,137 @@
+"""``--criterion scheduled_sampling``: Bengio et al. (2015), the paper's baseline (appendix C.2).
+
+At each decoding step the decoder input is the ground-truth previous token with probability
+eps_i = k / (k + exp(i / k)) (inverse-sigmoid decay in the update number i; ``--ss-k`` 500 for
+translation, 600 for summarization), otherwise a token drawn from (or, with ``--ss-decode
+argmax``, the argmax of) the model's own output distribution at the previous step. The loss is the
+NLL of y*. Decoding is step-wise through fairseq's incremental state with gradients through the
+decoder (one model, no second copy); the V-sized output layer runs once, on all steps' features,
+except for the rows whose next input is a model token, which need their distribution right away
+(without grad: the choice of token is not differentiated, as in the original method).
+
+When every coin of a batch picks the ground truth (always with eps = 1), the batch is plain
+teacher forcing: exactly fairseq's ``cross_entropy``.
+"""
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq.criterions import register_criterion
+from fairseq.criterions.cross_entropy import CrossEntropyCriterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+from omegaconf import II
+
+from ..sampling import UpdateSeededGenerator, sample_categorical
+
+
+@dataclass
+class ScheduledSamplingConfig(FairseqDataclass):
+    ss_k: float = field(default=500.0, metadata={
+        "help": "k of the inverse-sigmoid decay eps_i = k / (k + exp(i / k)): 500 for MT, 600 for "
+                "summarization (paper); > 0"})
+    ss_schedule: ChoiceEnum(["inverse_sigmoid", "constant"]) = field(default="inverse_sigmoid", metadata={
+        "help": "inverse_sigmoid: eps decays with the update number; constant: eps = --ss-eps"})
+    ss_eps: float = field(default=1.0, metadata={"help": "ground-truth probability of the constant schedule"})
+    ss_decode: ChoiceEnum(["sample", "argmax"]) = field(default="sample", metadata={
+        "help": "model tokens: sampled from the previous output distribution, or its argmax"})
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+@register_criterion("scheduled_sampling", dataclass=ScheduledSamplingConfig)
+class ScheduledSamplingCriterion(CrossEntropyCriterion):
+    def __init__(self, task, cfg: ScheduledSamplingConfig):
+        super().__init__(task, cfg.sentence_avg)
+        if not cfg.ss_k > 0:
+            raise ValueError(f"--ss-k must be > 0, got {cfg.ss_k}")
+        if not 0.0 <= cfg.ss_eps <= 1.0:
+            raise ValueError(f"--ss-eps must be in [0, 1], got {cfg.ss_eps}")
+        self.cfg = cfg
+        self.bos = task.target_dictionary.bos()
+        self._rng = UpdateSeededGenerator(salt=0x55)
+
+    def truth_probability(self, num_updates: int) -> float:
+        """eps_i: probability of feeding the ground-truth previous token at update i."""
+        if self.cfg.ss_schedule == "constant":
+            return self.cfg.ss_eps
+        k = self.cfg.ss_k
+        exponent = num_updates / k
+        return 0.0 if exponent > 700 else k / (k + math.exp(exponent))
+
+    @staticmethod
+    def num_updates() -> int:
+        """The trainer's update count (fairseq logs it to the root meters on every update)."""
+        meter = metrics.get_meter("default", "num_updates")
+        return int(meter.val) if meter is not None and meter.val is not None else 0
+
+    def forward(self, model, sample, reduce=True):
+        if not model.training:  # validation: the references, teacher-forced
+            return super().forward(model, sample, reduce=reduce)
+        eps = self.truth_probability(self.num_updates())
+        prev = sample["net_input"]["prev_output_tokens"]
+        gen = self._rng.get(prev.device)
+        truth = torch.rand(prev.shape, generator=gen, device=prev.device) < eps
+        truth[:, 0] = True  # the first input is the start symbol
+        truth |= prev == self.padding_idx
+        if bool(truth.all()):
+            loss, sample_size, log = super().forward(model, sample, reduce=reduce)
+            model_inputs = 0
+        else:
+            net_output = self.decode_mixed(model, sample, truth, gen)
+            loss, _ = self.compute_loss(model, net_output, sample, reduce=reduce)
+            sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+            log = {"loss": loss.data, "ntokens": sample["ntokens"], "nsentences": sample["target"].size(0),
+                   "sample_size": sample_size}
+            model_inputs = int((~truth).sum())
+        log.update(ss_eps=eps, ss_batches=1, ss_model_inputs=model_inputs,
+                   ss_inputs=int((prev != self.padding_idx).sum()) - prev.size(0))
+        return loss, sample_size, log
+
+    def decode_mixed(self, model, sample, truth: torch.Tensor, gen: torch.Generator):
+        """Step-wise decoding; input t is prev[:, t] where ``truth``, else a model token."""
+        net_input = sample["net_input"]
+        prev = net_input["prev_output_tokens"]
+        encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
+        incremental_state = {}
+        inputs = prev[:, :1]
+        features = []
+        for t in range(prev.size(1)):
+            x, _ = model.decoder.extract_features(inputs, encoder_out=encoder_out,
+                                                  incremental_state=incremental_state)
+            features.append(x[:, -1:])
+            if t + 1 == prev.size(1):
+                break
+            column = prev[:, t + 1]
+            rows = (~truth[:, t + 1]).nonzero().squeeze(1)
+            if rows.numel():
+                column = column.clone()
+                column[rows] = self.model_tokens(model, x[rows, -1:].detach(), gen)
+            inputs = torch.cat([inputs, column.unsqueeze(1)], dim=1)  # new tensor: no in-place edits
+        return model.decoder.output_layer(torch.cat(features, dim=1)), {"attn": None}
+
+    def model_tokens(self, model, features: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            logits = model.decoder.output_layer(features)
+            lprobs = model.get_normalized_probs((logits, None), log_probs=True)[:, 0].float()
+            lprobs[:, self.padding_idx] = -math.inf
+            lprobs[:, self.bos] = -math.inf
+            if self.cfg.ss_decode == "argmax":
+                return lprobs.argmax(dim=1)
+            return sample_categorical(lprobs - lprobs.max(dim=1, keepdim=True).values, gen)
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        super().reduce_metrics(logging_outputs)
+        batches = sum(log.get("ss_batches", 0) for log in logging_outputs)
+        if batches:
+            metrics.log_scalar("ss_eps", sum(log.get("ss_eps", 0) for log in logging_outputs) / batches,
+                               batches, round=4)
+            inputs = sum(log.get("ss_inputs", 0) for log in logging_outputs)
+            if inputs:
+                metrics.log_scalar("frac_model_inputs",
+                                   sum(log.get("ss_model_inputs", 0) for log in logging_outputs) / inputs,
+                                   inputs, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True
