@@ -15,6 +15,7 @@ CRITERIONS = {
     "spg": ["--criterion", "spg"],
     "data_noising": ["--criterion", "data_noising", "--noise-prob", "0.2"],
     "scheduled_sampling": ["--criterion", "scheduled_sampling", "--ss-k", "5"],
+    "raml": ["--criterion", "raml", "--raml-samples", "4"],
 }
 
 
@@ -34,6 +35,9 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
         # shows the criterion reads the trainer's update count
         eps = [float(v) for v in re.findall(r"ss_eps[=| ]+([\d.]+)", log)]
         assert eps and eps[-1] < 0.5 and re.search(r"frac_model_inputs[=| ]+0\.[1-9]", log)
+        return
+    if name == "raml":
+        assert re.search(r"raml_reward[=| ]+0\.\d+", log)
         return
     assert re.search(r"sample_ms \d", log)
     if name == "interpolation":

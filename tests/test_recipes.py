@@ -39,4 +39,4 @@ def test_train_evaluate_report(tmp_path):
 
 def test_unknown_algorithm_lists_the_choices():
     proc = run("bash", "scripts/train.sh", "mixer_v2", "data-bin/synthetic")
-    assert proc.returncode == 2 and "choose mle, interpolation" in proc.stderr
+    assert proc.returncode == 2 and "choose mle, interpolation, raml" in proc.stderr
