@@ -6,9 +6,7 @@
 # sample; the full 3.8M-pair set is github.com/harvardnlp/sent-summary: download it and pass --src).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/env.sh
-. scripts/prepare_common.sh
-parse_prepare_args "$@"
+. scripts/prepare_common.sh "$@"  # the venv, then the shared options ($bpe, $out, $src_path, ...)
 out="${out:-data-bin/gigaword.article-title}"
 src_path="${src_path:-../shared/data/gigaword}"
 [ -d "$src_path" ] || { echo "--src $src_path: no such folder (download the Rush et al. data first)" >&2; exit 1; }

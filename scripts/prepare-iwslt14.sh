@@ -10,9 +10,7 @@
 # only (text in OUT.text, nothing binarized).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/env.sh
-. scripts/prepare_common.sh
-parse_prepare_args "$@"
+. scripts/prepare_common.sh "$@"  # the venv, then the shared options ($bpe, $out, $src_path, ...)
 out="${out:-data-bin/iwslt14.de-en}"
 text="$out.text"; rm -rf "$text"; mkdir -p "$text"
 if [ -z "$src_path" ]; then

@@ -8,9 +8,7 @@
 # the tokenized files are downloaded from github.com/multi30k/dataset).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/env.sh
-. scripts/prepare_common.sh
-parse_prepare_args "$@"
+. scripts/prepare_common.sh "$@"  # the venv, then the shared options ($bpe, $out, $src_path, ...)
 out="${out:-data-bin/multi30k.de-en}"
 src_path="${src_path:-../shared/data/multi30k-de-en/tok}"
 text="$out.text"; rm -rf "$text"; mkdir -p "$text"

@@ -1,4 +1,5 @@
-# Shared by prepare-*.sh (sourced): option parsing, BPE and fairseq-preprocess.
+# Shared by prepare-*.sh (sourced with the script's arguments): the venv, option parsing, BPE and
+# fairseq-preprocess.
 # Options every prepare script takes:
 #   --bpe none|subword-nmt|sentencepiece   joint subword model (default: none, word level)
 #   --bpe-size N                           merges / vocabulary size (default 10000)
@@ -34,3 +35,6 @@ binarize() {
         || { tail -20 "$text/preprocess.log"; exit 1; }
     echo "prepared $out: $(grep -o '\[[a-z]*\] Dictionary: [0-9]* types' "$text/preprocess.log" | sort -u | tr '\n' ' ')"
 }
+
+. scripts/env.sh
+parse_prepare_args "$@"
