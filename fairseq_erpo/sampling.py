@@ -144,6 +144,24 @@ def sample_from_deltas(deltas: TokenDeltas, rows: Tensor, weight: float, vocab_s
     return out
 
 
+def prev_output_tokens(target: Tensor, eos: int, pad: int) -> Tensor:
+    """Decoder inputs for teacher forcing on EOS-terminated, right-padded targets, exactly as
+    fairseq's collater builds them: EOS, then the target shifted right, padding after its EOS."""
+    prev = torch.cat([target.new_full((target.size(0), 1), eos), target[:, :-1]], dim=1)
+    prev[:, 1:] = prev[:, 1:].masked_fill(prev[:, 1:] == eos, pad)
+    return prev
+
+
+def draw_tokens(logits: Tensor, banned: Sequence[int], gen: torch.Generator) -> Tensor:
+    """One token per row from softmax(logits), never one of ``banned`` (pad, bos). ``logits`` is
+    modified in place. Raises if a row has no allowed token with a finite logit."""
+    logits[:, list(banned)] = -math.inf
+    top = logits.max(dim=1).values
+    if not bool(torch.isfinite(top).all()):
+        raise RuntimeError("a row has no allowed token with a finite logit")
+    return sample_categorical(logits - top.unsqueeze(1), gen)
+
+
 @dataclass
 class SampledBatch:
     """The sampled sequences, as a fairseq sample ready for teacher forcing, and what produced them."""
@@ -269,22 +287,18 @@ class SequenceSampler:
 
     def draw_tokens(self, logits: Tensor, branch: Branch, gen: torch.Generator) -> Tensor:
         """One token per row from softmax(logits); pad and bos are never drawn."""
-        logits[:, self.special.pad] = -math.inf
-        logits[:, self.bos] = -math.inf
-        top = logits.max(dim=1).values
-        if not bool(torch.isfinite(top).all()):  # impossible for the built-in rewards, by construction
+        try:
+            return draw_tokens(logits, (self.special.pad, self.bos), gen)
+        except RuntimeError:  # impossible for the built-in rewards, by construction
             raise RuntimeError(f"branch {branch.name!r}: a row has no token with a finite logit (reward "
-                               f"{branch.reward!r} gave -inf to every allowed token)")
-        return sample_categorical(logits - top.unsqueeze(1), gen)
+                               f"{branch.reward!r} gave -inf to every allowed token)") from None
 
     def _as_sample(self, sample: dict, stream: Tensor) -> dict:
-        """The fairseq sample for teacher forcing on y: target = y (EOS-terminated, right-padded),
-        prev_output_tokens = EOS + y shifted right, exactly as fairseq's collater builds them."""
+        """The fairseq sample for teacher forcing on y (``stream`` = EOS + y)."""
         target = stream[:, 1:].contiguous()
-        prev = stream[:, :-1].clone()
-        prev[:, 1:] = prev[:, 1:].masked_fill(prev[:, 1:] == self.special.eos, self.special.pad)
         out = dict(sample)
-        out["net_input"] = dict(sample["net_input"], prev_output_tokens=prev)
+        out["net_input"] = dict(sample["net_input"],
+                                prev_output_tokens=prev_output_tokens(target, self.special.eos, self.special.pad))
         out["target"] = target
         out["ntokens"] = int((target != self.special.pad).sum())
         return out

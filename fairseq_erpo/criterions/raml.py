@@ -30,7 +30,7 @@ from fairseq.logging import metrics
 from torch import Tensor
 
 from ..rewards import SpecialTokens, build_reward
-from ..sampling import UpdateSeededGenerator
+from ..sampling import UpdateSeededGenerator, prev_output_tokens
 from .erpo import SamplingConfig
 
 
@@ -135,9 +135,7 @@ class RamlCriterion(CrossEntropyCriterion):
         with torch.no_grad():
             targets = self.draw_targets(refs, gen)
             weights, reward = self.weights(targets, refs)
-        prev = targets.roll(1, dims=1)  # fairseq's prev_output_tokens: EOS, then the target shifted
-        prev[:, 0] = self.special.eos
-        prev[:, 1:] = prev[:, 1:].masked_fill(prev[:, 1:] == self.special.eos, self.special.pad)
+        prev = prev_output_tokens(targets, self.special.eos, self.special.pad)
         encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
         order = torch.arange(refs.size(0), device=refs.device).repeat_interleave(self.cfg.raml_samples)
         encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)

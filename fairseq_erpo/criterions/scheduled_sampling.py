@@ -22,7 +22,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from omegaconf import II
 
-from ..sampling import UpdateSeededGenerator, sample_categorical
+from ..sampling import UpdateSeededGenerator, draw_tokens
 
 
 @dataclass
@@ -113,11 +113,10 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
         with torch.no_grad():
             logits = model.decoder.output_layer(features)
             lprobs = model.get_normalized_probs((logits, None), log_probs=True)[:, 0].float()
-            lprobs[:, self.padding_idx] = -math.inf
-            lprobs[:, self.bos] = -math.inf
             if self.cfg.ss_decode == "argmax":
+                lprobs[:, [self.padding_idx, self.bos]] = -math.inf
                 return lprobs.argmax(dim=1)
-            return sample_categorical(lprobs - lprobs.max(dim=1, keepdim=True).values, gen)
+            return draw_tokens(lprobs, (self.padding_idx, self.bos), gen)
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
