@@ -33,8 +33,10 @@ CRITERIONS = {
     "interpolation (0.3,0.3,0.4)": {"_name": "interpolation", "lambdas": "0.3,0.3,0.4"},
     "spg": {"_name": "spg"},
     "data_noising (unigram)": {"_name": "data_noising"},
+    "scheduled_sampling (eps 0.5)": {"_name": "scheduled_sampling", "ss_schedule": "constant", "ss_eps": 0.5},
+    "raml (10 samples)": {"_name": "raml"},
 }
-TARGETS = {"interpolation": 1.5, "spg": 1.5, "data_noising": 1.1}
+TARGETS = {"interpolation": 1.5, "spg": 1.5, "data_noising": 1.1, "scheduled_sampling": 1.5, "raml": 1.2}
 
 
 def build_dictionary(path, size):
@@ -121,7 +123,8 @@ def main():
             if k > 0:  # the first batch warms up allocators and the compiled kernels
                 times.append(time.perf_counter() - start)
                 sample_times.append(log.get("sample_time", 0.0))
-                tokens.append(int(log["ntokens"]))  # of the sampled targets: samples may be longer
+                # target tokens trained on: the samples' (they may be longer), RAML's 10 per reference
+                tokens.append(int(log["ntokens"]) * (criterion.cfg.raml_samples if label.startswith("raml") else 1))
     ntok = statistics.median(int(b["ntokens"]) for b in batches[1:])
     print(f"torch {torch.__version__}, {args.threads} threads; LSTM preset, vocab {len(src_dict)} / {len(tgt_dict)}; "
           f"{args.batches} batches of {args.batch_size} IWSLT14 sentences (median {ntok} target tokens)")
