@@ -9,7 +9,8 @@
 # 64 sentences, validation by beam-5 decoding every epoch, best checkpoint by validation
 # BLEU/ROUGE, interpolation lambdas (0.04, 0, 0.96) annealed by 0.06 (model once, reward 4x).
 # Output: runs/<data>/<algo>/seed<SEED>/ (checkpoints, train.log; ERPO_RUNS replaces runs/). Extra args override the
-# defaults (e.g. --max-epoch 10, --validate-interval-updates 500).
+# defaults (e.g. --max-epoch 10, --validate-interval-updates 500). Running the same command again
+# resumes from the run's checkpoint_last.pt (fairseq's default) and appends to its train.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -45,4 +46,4 @@ fairseq-train "$data" "${langs[@]}" --user-dir fairseq_erpo --task erpo_translat
     "${eval[@]}" --eval-bleu-args '{"beam": 5}' \
     --best-checkpoint-metric "$metric" --maximize-best-checkpoint-metric \
     --seed "$seed" --save-dir "$save" --no-epoch-checkpoints --no-progress-bar --log-format simple \
-    --log-interval 100 --num-workers 0 "$@" 2>&1 | tee "$save/train.log"
+    --log-interval 100 --num-workers 0 "$@" 2>&1 | tee -a "$save/train.log"
