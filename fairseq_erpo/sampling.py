@@ -15,15 +15,16 @@ needs log p. Every sequence ends with EOS, at the latest after ``max_len_a * T* 
 tokens (T*: reference length without EOS).
 
 Randomness comes from a private generator reseeded from fairseq's per-update seed
-(:class:`UpdateSeededGenerator`), so sampling never shifts the dropout masks of the M-step (``--criterion erpo --reward delta`` is bit-exact
-fairseq ``cross_entropy``) and a resumed run draws the same samples.
+(:class:`UpdateSeededGenerator`), so sampling never shifts the dropout masks of the M-step
+(``--criterion erpo --reward delta`` is bit-exact fairseq ``cross_entropy``) and a resumed run
+draws the same samples.
 """
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import Tensor

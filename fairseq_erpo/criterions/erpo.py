@@ -11,8 +11,6 @@ Under ``--task erpo_translation`` the task samples before the loss with its anne
 under any other task (e.g. stock ``translation``) the criterion samples itself with fixed lambdas.
 """
 
-import logging
-import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -26,8 +24,6 @@ from omegaconf import II
 from ..algorithms import Branch, ErpoPoint
 from ..rewards import Reward, SpecialTokens, build_reward
 from ..sampling import SampledBatch, SequenceSampler
-
-logger = logging.getLogger(__name__)
 
 SAMPLED_KEY = "erpo_sampled"  # a sample that already went through the E-step carries its SampledBatch
 
