@@ -163,12 +163,16 @@ def draw_tokens(logits: Tensor, banned: Sequence[int], gen: torch.Generator) -> 
     return sample_categorical(logits - top.unsqueeze(1), gen)
 
 
+PREFIX = -2  # SampledBatch.branch of a token copied from the reference by ``truth_prefix``
+
+
 @dataclass
 class SampledBatch:
     """The sampled sequences, as a fairseq sample ready for teacher forcing, and what produced them."""
 
     sample: dict
-    branch: Tensor  # [B, L]: index of the branch that chose each target token, -1 on padding
+    branch: Tensor  # [B, L]: index of the branch that chose each target token, -1 on padding,
+    # PREFIX for the tokens copied from y* by ``truth_prefix``
     seconds: float
 
 
@@ -213,7 +217,10 @@ class SequenceSampler:
         ref_len = ((refs != self.special.pad) & (refs != self.special.eos)).sum(1)
         return torch.floor(self.max_len_a * ref_len.double() + self.max_len_b).long().clamp(min=0)
 
-    def sample(self, model, sample: dict, lambdas: Sequence[float]) -> SampledBatch:
+    def sample(self, model, sample: dict, lambdas: Sequence[float],
+               truth_prefix: Optional[Tensor] = None) -> SampledBatch:
+        """y ~ q for the batch. ``truth_prefix`` ([B], optional): row i copies its first
+        ``truth_prefix[i]`` tokens from y* and draws from the branches after them (MIXER)."""
         start = time.perf_counter()
         refs = sample["target"]
         bsz, device = refs.size(0), refs.device
@@ -224,7 +231,8 @@ class SequenceSampler:
         need_model = any(self.branches[k].uses_model for k in live)
         states = {k: self.rewards[self.branches[k].reward].start(refs) for k in live
                   if self.branches[k].reward and not self.branches[k].truth}
-        truth = reference_with_eos(refs, self.special) if any(self.branches[k].truth for k in live) else None
+        truth = reference_with_eos(refs, self.special) \
+            if truth_prefix is not None or any(self.branches[k].truth for k in live) else None
         cap = self.max_lengths(refs)
         steps = int(cap.max()) + 1
         gen = self.generator(device)
@@ -247,8 +255,14 @@ class SequenceSampler:
                         features = decoder.extract_features(tokens[:, : t + 1], encoder_out=encoder_out,
                                                             incremental_state=incremental_state)[0][:, -1]
                     y = torch.full_like(cap, self.special.eos)
+                    drawing = active
+                    if truth_prefix is not None:
+                        copied = t < truth_prefix
+                        y = torch.where(copied, truth[:, min(t, truth.size(1) - 1)], y)
+                        z = torch.where(copied, torch.full_like(z, PREFIX), z)
+                        drawing = active & ~copied
                     for k in live:
-                        rows = ((z == k) & active).nonzero().squeeze(1)
+                        rows = ((z == k) & drawing).nonzero().squeeze(1)
                         if rows.numel() == 0:
                             continue
                         branch = self.branches[k]

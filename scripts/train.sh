@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One paper configuration per command:
 #   bash scripts/train.sh ALGO DATA [SEED] [extra fairseq-train args...]
-# ALGO: mle | interpolation | raml | spg | data_noising | scheduled_sampling | erpo (pass
+# ALGO: mle | interpolation | raml | mixer | spg | data_noising | scheduled_sampling | erpo (pass
 # --reward/--alpha/--beta as extras).
 # DATA: a fairseq data-bin folder (from scripts/prepare-*.sh). Summarization is detected from its
 # dictionaries (dict.article.txt / dict.title.txt): reward and validation metric become ROUGE.
@@ -33,8 +33,10 @@ case "$algo" in
     data_noising) crit=(--criterion data_noising --noise-prob 0.1) ;;
     scheduled_sampling) crit=(--criterion scheduled_sampling --ss-k "$ss_k") ;;
     raml) crit=(--criterion raml --reward "$metric" --raml-samples 10 --raml-tau 0.4) ;;
+    # MIXER: 2 epochs of MLE, then 2 more tokens per sentence to REINFORCE every 2 epochs
+    mixer) crit=(--criterion mixer --reward "$metric" --mixer-delta 2 --mixer-epochs-per-step 2) ;;
     erpo) crit=(--criterion erpo) ;;
-    *) echo "ALGO $algo: choose mle, interpolation, raml, spg, data_noising, scheduled_sampling or erpo" >&2; exit 2 ;;
+    *) echo "ALGO $algo: choose mle, interpolation, raml, mixer, spg, data_noising, scheduled_sampling or erpo" >&2; exit 2 ;;
 esac
 
 save="${ERPO_RUNS:-runs}/$(basename "$data")/$algo/seed$seed"

@@ -106,3 +106,13 @@ def first_batch(task, split: str = "train", max_sentences: int = 16) -> dict:
     itr = task.get_batch_iterator(task.dataset(split), max_sentences=max_sentences, seed=1,
                                   required_batch_size_multiple=1).next_epoch_itr(shuffle=False)
     return next(iter(itr))
+
+
+def no_dropout_model(task, cfg):
+    """The task's model in training mode with every dropout rate 0 (deterministic losses)."""
+    model = task.build_model(cfg.model).train()
+    for module in model.modules():  # fairseq's LSTM applies dropout functionally: zero every rate
+        for name in ("p", "dropout_in", "dropout_out"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
+    return model

@@ -16,7 +16,9 @@ CRITERIONS = {
     "data_noising": ["--criterion", "data_noising", "--noise-prob", "0.2"],
     "scheduled_sampling": ["--criterion", "scheduled_sampling", "--ss-k", "5"],
     "raml": ["--criterion", "raml", "--raml-samples", "4"],
+    "mixer": ["--criterion", "mixer", "--mixer-updates-per-step", "5", "--mixer-delta", "2"],
 }
+BASELINES = ("mixer", "raml", "scheduled_sampling")  # issue 5: their checkpoints are also decoded
 
 
 def train_log(proc) -> str:
@@ -39,6 +41,11 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
     if name == "raml":
         assert re.search(r"raml_reward[=| ]+0\.\d+", log)
         return
+    if name == "mixer":
+        # 5 updates per step, 2 tokens per step: updates 11-20 hand the last 4, then 6 tokens to REINFORCE
+        tails = [float(v) for v in re.findall(r"mixer_tail[=| ]+([\d.]+)", log)]
+        assert tails and max(tails) == 5.0 and re.search(r"frac_reinforce[=| ]+0\.[1-9]", log)
+        return
     assert re.search(r"sample_ms \d", log)
     if name == "interpolation":
         assert re.search(r"frac_model 0\.\d+ \| frac_reward 0\.\d+ \| frac_truth 0\.\d+", log)
@@ -46,9 +53,9 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
         assert warned == (task == "translation")
 
 
-def test_interpolation_checkpoint_decodes(tmp_path):
-    cli("fairseq-train", *train_args(tmp_path, "--task", "erpo_translation", *CRITERIONS["interpolation"],
-                                     "--no-anneal"))
+@pytest.mark.parametrize("name", ["interpolation", *BASELINES])
+def test_checkpoint_decodes(tmp_path, name):
+    cli("fairseq-train", *train_args(tmp_path, "--task", "erpo_translation", *CRITERIONS[name], "--no-anneal"))
     proc = cli("fairseq-generate", *generate_args(tmp_path / "checkpoint_last.pt"))
     assert len([line for line in proc.stdout.splitlines() if line.startswith("H-")]) == 500
 

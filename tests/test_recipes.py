@@ -16,25 +16,29 @@ def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_train_evaluate_report(tmp_path):
+def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
+    """scripts/reproduce.sh drives train.sh -> evaluate.sh -> report.py for every (algo, seed)."""
     data = tmp_path / "synthetic"
     data.symlink_to(REPO / "data-bin" / "synthetic")
-    runs = tmp_path / "runs" / "synthetic"
-    for algo, seed in (("mle", "1"), ("interpolation", "1"), ("interpolation", "2")):
-        proc = run("bash", "scripts/train.sh", algo, str(data), seed, *FAST, ERPO_RUNS=str(tmp_path / "runs"))
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    runs, results = tmp_path / "runs" / "synthetic", tmp_path / "results"
+    plan = "mle:1 interpolation:1 interpolation:2 mixer:1"
+    proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
+               ERPO_RUNS=str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for algo, seed in (item.split(":") for item in plan.split()):
         assert "num_updates 20" in (runs / algo / f"seed{seed}" / "train.log").read_text()
-        proc = run("bash", "scripts/evaluate.sh", str(runs / algo / f"seed{seed}"), str(data))
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         scores = json.loads((runs / algo / f"seed{seed}" / "scores-test.json").read_text())
         assert scores["sentences"] == 500 and "tok:13a" in scores["sacrebleu_signature"]
-    results = tmp_path / "results"
-    proc = run(str(BIN / "python"), "scripts/report.py", "--runs", str(runs), "--results", str(results))
-    assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"{algo} seed {seed}: " in proc.stdout
     table = (results / "table.md").read_text()
-    assert "| interpolation | 2 |" in table and "| mle | 1 |" in table
+    assert "| interpolation | 2 |" in table and "| mle | 1 |" in table and "| mixer | 1 |" in table
     assert (results / "convergence.png").stat().st_size > 1000
     assert (results / "interpolation" / "seed2" / "train.log").is_file()
+    # the same command again: every run is finished and evaluated, nothing is retrained
+    logs = {p: p.read_text() for p in runs.glob("*/seed*/train.log")}
+    proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
+               ERPO_RUNS=str(tmp_path / "runs"))
+    assert proc.returncode == 0 and all(p.read_text() == text for p, text in logs.items())
 
 
 def test_unknown_algorithm_lists_the_choices():

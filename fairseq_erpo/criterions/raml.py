@@ -20,7 +20,7 @@ samples.
 """
 import math
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from fairseq.criterions import register_criterion
@@ -29,6 +29,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from torch import Tensor
 
+from ..raml_samples import OfflineSamples
 from ..rewards import SpecialTokens, build_reward
 from ..sampling import UpdateSeededGenerator, prev_output_tokens
 from .erpo import SamplingConfig
@@ -44,6 +45,9 @@ class RamlConfig(SamplingConfig):
     raml_max_ngram: int = field(default=4, metadata={"help": "largest n of the ngram sampler"})
     raml_no_reference: bool = field(default=False, metadata={
         "help": "draw every sample (default: the reference is one of the samples, as in the authors' code)"})
+    raml_samples_file: Optional[str] = field(default=None, metadata={
+        "help": "offline mode: read each training example's samples and rewards from this file (the "
+                "authors' format, written by scripts/raml_samples.py) instead of sampling online"})
 
 
 def hamming_log_weights(lengths: Tensor, vocab: int, tau: float) -> Tensor:
@@ -73,6 +77,15 @@ class RamlCriterion(CrossEntropyCriterion):
         self.first_word, self.vocab_size = dictionary.nspecial, len(dictionary)
         self.cfg = cfg
         self._rng = UpdateSeededGenerator(salt=0x4A)
+        self.task = task
+        self.offline: Optional[OfflineSamples] = None
+        if cfg.raml_samples_file:
+            try:
+                self.offline = OfflineSamples(cfg.raml_samples_file, dictionary, cfg.raml_samples)
+            except OSError as err:
+                raise ValueError(f"--raml-samples-file {cfg.raml_samples_file}: cannot read it ({err.strerror}); "
+                                 "write one with scripts/raml_samples.py") from None
+        self._checked_file = False
 
     # -- the samplers ------------------------------------------------------------------------------
     def word_lengths(self, refs: Tensor) -> Tensor:
@@ -126,6 +139,22 @@ class RamlCriterion(CrossEntropyCriterion):
         reward = self.reward.score(targets, refs.repeat_interleave(samples, dim=0)).view(-1, samples)
         return torch.softmax(reward / self.cfg.raml_tau, dim=1), reward
 
+    def file_targets(self, sample: dict) -> Tuple[Tensor, Tensor]:
+        """Offline mode: the batch's samples and rewards from the samples file (checked against the
+        training data on the first batch)."""
+        if not self._checked_file:
+            train = getattr(self.task, "datasets", {}).get("train")
+            if train is not None and len(train) != len(self.offline):
+                raise ValueError(f"--raml-samples-file {self.cfg.raml_samples_file} has {len(self.offline)} entries, "
+                                 f"the training data {len(train)} examples: write it from the same training split "
+                                 "(scripts/raml_samples.py)")
+            src = self.task.source_dictionary
+            sources = [src.string(row, extra_symbols_to_ignore={src.pad()})
+                       for row in sample["net_input"]["src_tokens"]]
+            self.offline.check_sources(sample["id"], sources, src)
+            self._checked_file = True
+        return self.offline.batch(sample["id"], self.padding_idx)
+
     # -- the loss ------------------------------------------------------------------------------------
     def forward(self, model, sample, reduce=True):
         if not model.training:
@@ -133,8 +162,12 @@ class RamlCriterion(CrossEntropyCriterion):
         refs, net_input = sample["target"], sample["net_input"]
         gen = self._rng.get(refs.device)
         with torch.no_grad():
-            targets = self.draw_targets(refs, gen)
-            weights, reward = self.weights(targets, refs)
+            if self.offline is not None:
+                targets, reward = self.file_targets(sample)
+                weights = torch.softmax(reward / self.cfg.raml_tau, dim=1)
+            else:
+                targets = self.draw_targets(refs, gen)
+                weights, reward = self.weights(targets, refs)
         prev = prev_output_tokens(targets, self.special.eos, self.special.pad)
         encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
         order = torch.arange(refs.size(0), device=refs.device).repeat_interleave(self.cfg.raml_samples)

@@ -23,6 +23,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from ..sampling import UpdateSeededGenerator, draw_tokens
+from .progress import num_updates
 
 
 @dataclass
@@ -58,16 +59,10 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
         exponent = num_updates / k
         return 0.0 if exponent > 700 else k / (k + math.exp(exponent))
 
-    @staticmethod
-    def num_updates() -> int:
-        """The trainer's update count (fairseq logs it to the root meters on every update)."""
-        meter = metrics.get_meter("default", "num_updates")
-        return int(meter.val) if meter is not None and meter.val is not None else 0
-
     def forward(self, model, sample, reduce=True):
         if not model.training:  # validation: the references, teacher-forced
             return super().forward(model, sample, reduce=reduce)
-        eps = self.truth_probability(self.num_updates())
+        eps = self.truth_probability(num_updates())
         prev = sample["net_input"]["prev_output_tokens"]
         gen = self._rng.get(prev.device)
         truth = torch.rand(prev.shape, generator=gen, device=prev.device) < eps

@@ -38,6 +38,10 @@ class Reward(ABC):
     Subclasses register under a ``--reward`` name with :func:`register_reward`.
     """
 
+    # False for log-domain rewards (delta, the noising processes) whose score is -inf off their
+    # support: they define a sampling distribution but cannot serve as a REINFORCE return
+    finite_scores: bool = True
+
     def __init__(self, special: SpecialTokens):
         self.special = special
 

@@ -59,6 +59,7 @@ class DeltaState:
 
 @register_reward("delta")
 class DeltaReward(Reward):
+    finite_scores = False
     @classmethod
     def build(cls, dictionary, options) -> "DeltaReward":
         return cls(SpecialTokens.from_dictionary(dictionary))

@@ -76,6 +76,7 @@ class UnigramNoiseState(NoiseProcessState):
 
 @register_reward("unigram_noise")
 class UnigramNoiseReward(Reward):
+    finite_scores = False
     @classmethod
     def build(cls, dictionary, options) -> "UnigramNoiseReward":
         return cls(SpecialTokens.from_dictionary(dictionary), unigram_from_dictionary(dictionary),
@@ -147,6 +148,7 @@ class UniformSingleNoiseReward(Reward):
     """The paper's R'_delta (section 3.5) as the exact log-probability of its noising process:
     finite iff y has the reference's length and differs from it in exactly one position. A reference
     without words (EOS only) is returned unchanged."""
+    finite_scores = False
 
     def __init__(self, special: SpecialTokens, vocab_size: int, nspecial: int):
         super().__init__(special)

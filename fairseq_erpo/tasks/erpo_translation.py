@@ -65,6 +65,7 @@ class ErpoTranslationTask(TranslationTask):
         self._optimizer = None
         self._accepted: Optional[dict] = None  # model + optimizer state at the last accepted validation
         self._validated = False
+        self.epoch: Optional[int] = None  # the training epoch, for schedules over epochs (MIXER)
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_criterion(self, cfg, from_checkpoint=False):
@@ -101,6 +102,10 @@ class ErpoTranslationTask(TranslationTask):
         return None if self.schedule is None else list(self.schedule["lambdas"])
 
     # -- training -------------------------------------------------------------------------------
+    def begin_epoch(self, epoch, model):
+        super().begin_epoch(epoch, model)
+        self.epoch = epoch
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
         self._optimizer = optimizer
         if self.annealing and self._accepted is None:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The Table 1 reproduction as one resumable queue:
+#   bash scripts/reproduce.sh DATA RESULTS [JOBS=2] [extra fairseq-train args...]
+# e.g. bash scripts/reproduce.sh data-bin/multi30k.de-en results/multi30k 2 --max-epoch 8
+# Trains every (algorithm, seed) of PLAN (default below; override with PLAN="mle:1 raml:2 ...") with
+# scripts/train.sh, JOBS at a time (OMP_NUM_THREADS split between them), evaluates each finished
+# run on the test split with scripts/evaluate.sh, and refreshes RESULTS (table.md, convergence.png,
+# the runs' logs and scores) with scripts/report.py after each one. Interrupted? Run the same
+# command again: finished runs are skipped, unfinished ones resume from their checkpoint_last.pt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ $# -ge 2 ] || { sed -n '2,9p' "$0" >&2; exit 2; }
+data="$1"; results="$2"; jobs="${3:-2}"; shift $(( $# >= 3 ? 3 : 2 ))
+[ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, got $jobs" >&2; exit 2; }
+# cheap runs first, so that a partial reproduction already compares every algorithm once
+PLAN="${PLAN:-mle:1 interpolation:1 scheduled_sampling:1 data_noising:1 spg:1 mixer:1 raml:1
+mle:2 interpolation:2 mle:3 interpolation:3 raml:2 raml:3}"
+runs="${ERPO_RUNS:-runs}/$(basename "$data")"
+threads=$(( $(nproc) / jobs )); [ "$threads" -ge 1 ] || threads=1
+lock="$runs/.report.lock"; mkdir -p "$runs"
+
+finished() { [ -f "$runs/$1/seed$2/train.log" ] && grep -q "done training" "$runs/$1/seed$2/train.log"; }
+
+one() {  # train (or resume), evaluate, report
+    local algo="$1" seed="$2"; shift 2
+    if ! finished "$algo" "$seed"; then
+        OMP_NUM_THREADS=$threads bash scripts/train.sh "$algo" "$data" "$seed" "$@" >/dev/null
+        finished "$algo" "$seed" || { echo "$algo seed $seed: training stopped early, see $runs/$algo/seed$seed/train.log" >&2; return 1; }
+    fi
+    [ -f "$runs/$algo/seed$seed/scores-test.json" ] ||
+        OMP_NUM_THREADS=$threads bash scripts/evaluate.sh "$runs/$algo/seed$seed" "$data" test >/dev/null
+    flock "$lock" python scripts/report.py --runs "$runs" --results "$results" >/dev/null
+    echo "$(date -u +%FT%TZ) $algo seed $seed: $(cat "$runs/$algo/seed$seed/scores-test.json")"
+}
+
+. scripts/env.sh
+status=0
+for item in $PLAN; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || status=1; done
+    one "${item%%:*}" "${item##*:}" "$@" &
+done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || status=1; done
+exit $status
