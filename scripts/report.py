@@ -3,7 +3,8 @@
 
     python scripts/report.py --runs runs/multi30k.de-en --results results/multi30k [--paper-order]
 
-A run is ``RUNS/<algo>/seed<N>/`` with ``train.log`` (from scripts/train.sh) and, once evaluated,
+A finished run is ``RUNS/<algo>/seed<N>/`` with ``train.log`` (from scripts/train.sh, ending in
+fairseq's "done training") and, once evaluated,
 ``scores-test.json`` (from scripts/evaluate.sh). Both small files are copied to
 ``RESULTS/<algo>/seed<N>/``, so the results survive without the checkpoints. The report is built from
 ``RESULTS`` only:
@@ -30,6 +31,8 @@ VALID_LINE = re.compile(r"\| valid on 'valid' subset \|.*?\| (bleu|rouge) ([\d.]
 def collect(runs: Path, results: Path) -> int:
     copied = 0
     for log in sorted(runs.glob("*/seed*/train.log")):
+        if "done training" not in log.read_text(errors="replace"):
+            continue  # unfinished: its log would be replaced on the next report anyway
         target = results / log.parent.parent.name / log.parent.name
         target.mkdir(parents=True, exist_ok=True)
         for name in ("train.log", "scores-test.json"):

@@ -44,3 +44,19 @@ def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
 def test_unknown_algorithm_lists_the_choices():
     proc = run("bash", "scripts/train.sh", "mixer_v2", "data-bin/synthetic")
     assert proc.returncode == 2 and "choose mle, interpolation, raml" in proc.stderr
+
+
+def test_report_collects_only_finished_runs(tmp_path):
+    valid = ("2026-11-25 21:33:00 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 4.5 | bleu 12.3 "
+             "| wps 1 | num_updates 454 | best_bleu 12.3\n")
+    runs = tmp_path / "runs"
+    for algo, finished in (("mle", True), ("raml", False)):
+        run_dir = runs / algo / "seed1"
+        run_dir.mkdir(parents=True)
+        (run_dir / "train.log").write_text(valid + ("done training in 10.0 seconds\n" if finished else ""))
+        (run_dir / "scores-test.json").write_text(json.dumps({"bleu": 30.0, "sacrebleu": 29.0, "sentences": 1}))
+    results = tmp_path / "results"
+    proc = run(str(BIN / "python"), "scripts/report.py", "--runs", str(runs), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (results / "mle" / "seed1" / "train.log").is_file() and not (results / "raml").exists()
+    assert "| mle | 1 | 30.00 ± 0.00 |" in (results / "table.md").read_text()
