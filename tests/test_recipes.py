@@ -17,11 +17,12 @@ def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
 
 
 def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
-    """scripts/reproduce.sh drives train.sh -> evaluate.sh -> report.py for every (algo, seed)."""
+    """scripts/reproduce.sh drives train.sh -> evaluate.sh -> report.py for every (algo, seed): every
+    algorithm's recipe trains, decodes and is scored."""
     data = tmp_path / "synthetic"
     data.symlink_to(REPO / "data-bin" / "synthetic")
     runs, results = tmp_path / "runs" / "synthetic", tmp_path / "results"
-    plan = "mle:1 interpolation:1 interpolation:2 mixer:1"
+    plan = "mle:1 interpolation:1 interpolation:2 mixer:1 raml:1 spg:1 data_noising:1 scheduled_sampling:1"
     proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
                ERPO_RUNS=str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
