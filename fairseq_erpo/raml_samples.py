@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import IO, List, Sequence, Tuple
 
 import torch
+from fairseq.data import data_utils
 from torch import Tensor
 
 RULE = "*" * 50
@@ -114,10 +115,7 @@ class OfflineSamples:
                              f"example {int(ids.max())}: write it from the same training split "
                              "(scripts/raml_samples.py)")
         rows = [t for i in ids.tolist() for t in self.targets[i]]
-        width = max(t.numel() for t in rows)
-        out = torch.full((len(rows), width), pad, dtype=torch.long)
-        for r, t in enumerate(rows):
-            out[r, : t.numel()] = t
+        out = data_utils.collate_tokens(rows, pad)  # right-padded, as fairseq's collater pads targets
         return out.to(ids.device), self.rewards[ids.cpu()].to(ids.device)
 
     def check_sources(self, ids: Tensor, sources: Sequence[str], source_dictionary) -> None:

@@ -28,6 +28,11 @@ from ..sampling import SampledBatch, SequenceSampler
 SAMPLED_KEY = "erpo_sampled"  # a sample that already went through the E-step carries its SampledBatch
 
 
+def logged_total(logging_outputs, key: str) -> float:
+    """The sum of ``key`` over the workers' / batches' logging outputs (0 where absent)."""
+    return sum(log.get(key, 0) for log in logging_outputs)
+
+
 @dataclass
 class SamplingConfig(FairseqDataclass):
     """Options every sampling criterion shares."""
@@ -109,7 +114,7 @@ class SamplingCriterion(CrossEntropyCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
-        total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
+        total = lambda key: logged_total(logging_outputs, key)  # noqa: E731
         batches = total("sampled_batches")
         if not batches:
             return

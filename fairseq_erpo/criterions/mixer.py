@@ -28,7 +28,7 @@ from torch import Tensor
 from ..algorithms import Branch
 from ..rewards import SpecialTokens, build_reward
 from ..sampling import SequenceSampler
-from .erpo import SamplingConfig
+from .erpo import SamplingConfig, logged_total
 from .progress import current_epoch, num_updates
 
 
@@ -73,7 +73,6 @@ class MixerCriterion(CrossEntropyCriterion):
                              f"{type(task).__name__} does not record: use --task erpo_translation, or "
                              "schedule by updates with --mixer-updates-per-step N")
         dictionary = task.target_dictionary
-        self.task = task
         self.cfg = cfg
         self.reward = build_reward(cfg.reward, dictionary, cfg)
         if not self.reward.finite_scores:
@@ -132,7 +131,7 @@ class MixerCriterion(CrossEntropyCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
-        total = lambda key: sum(log.get(key, 0) for log in logging_outputs)  # noqa: E731
+        total = lambda key: logged_total(logging_outputs, key)  # noqa: E731
         batches = total("mixer_batches")
         if not batches:
             return

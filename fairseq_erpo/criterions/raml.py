@@ -32,7 +32,7 @@ from torch import Tensor
 from ..raml_samples import OfflineSamples
 from ..rewards import SpecialTokens, build_reward
 from ..sampling import UpdateSeededGenerator, prev_output_tokens
-from .erpo import SamplingConfig
+from .erpo import SamplingConfig, logged_total
 
 
 @dataclass
@@ -77,7 +77,6 @@ class RamlCriterion(CrossEntropyCriterion):
         self.first_word, self.vocab_size = dictionary.nspecial, len(dictionary)
         self.cfg = cfg
         self._rng = UpdateSeededGenerator(salt=0x4A)
-        self.task = task
         self.offline: Optional[OfflineSamples] = None
         if cfg.raml_samples_file:
             try:
@@ -186,10 +185,10 @@ class RamlCriterion(CrossEntropyCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
-        sentences = sum(log.get("nsentences", 0) for log in logging_outputs)
+        sentences = logged_total(logging_outputs, "nsentences")
         if any("raml_reward" in log for log in logging_outputs) and sentences:
             for key in ("raml_reward", "raml_max_weight"):
-                metrics.log_scalar(key, sum(log.get(key, 0) for log in logging_outputs) / sentences,
+                metrics.log_scalar(key, logged_total(logging_outputs, key) / sentences,
                                    sentences, round=4)
 
     @staticmethod

@@ -23,6 +23,7 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from ..sampling import UpdateSeededGenerator, draw_tokens
+from .erpo import logged_total
 from .progress import num_updates
 
 
@@ -116,14 +117,14 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
         super().reduce_metrics(logging_outputs)
-        batches = sum(log.get("ss_batches", 0) for log in logging_outputs)
+        batches = logged_total(logging_outputs, "ss_batches")
         if batches:
-            metrics.log_scalar("ss_eps", sum(log.get("ss_eps", 0) for log in logging_outputs) / batches,
+            metrics.log_scalar("ss_eps", logged_total(logging_outputs, "ss_eps") / batches,
                                batches, round=4)
-            inputs = sum(log.get("ss_inputs", 0) for log in logging_outputs)
+            inputs = logged_total(logging_outputs, "ss_inputs")
             if inputs:
                 metrics.log_scalar("frac_model_inputs",
-                                   sum(log.get("ss_model_inputs", 0) for log in logging_outputs) / inputs,
+                                   logged_total(logging_outputs, "ss_model_inputs") / inputs,
                                    inputs, round=4)
 
     @staticmethod
