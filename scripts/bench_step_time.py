@@ -35,6 +35,7 @@ CRITERIONS = {
     "data_noising (unigram)": {"_name": "data_noising"},
     "scheduled_sampling (eps 0.5)": {"_name": "scheduled_sampling", "ss_schedule": "constant", "ss_eps": 0.5},
     "raml (10 samples)": {"_name": "raml"},
+    "raml (10 samples, resample 1)": {"_name": "raml", "raml_resample": 1},
     # the benchmark runs in epoch 2: the last 6 tokens (a third of a median IWSLT sentence) by REINFORCE
     "mixer (last 6 tokens)": {"_name": "mixer", "mixer_delta": 6},
     "mixer (every token)": {"_name": "mixer", "mixer_delta": 1000},
@@ -131,8 +132,10 @@ def main():
             if k > 0:  # the first batch warms up allocators and the compiled kernels
                 times.append(time.perf_counter() - start)
                 sample_times.append(log.get("sample_time", 0.0))
-                # target tokens trained on: the samples' (they may be longer), RAML's 10 per reference
-                tokens.append(int(log["ntokens"]) * (criterion.cfg.raml_samples if label.startswith("raml") else 1))
+                # target tokens trained on: the samples' (they may be longer), RAML's 10 (or resampled
+                # M) per reference
+                per_ref = (criterion.cfg.raml_resample or criterion.cfg.raml_samples) if label.startswith("raml") else 1
+                tokens.append(int(log["ntokens"]) * per_ref)
     ntok = statistics.median(int(b["ntokens"]) for b in batches[1:])
     print(f"torch {torch.__version__}, {args.threads} threads; LSTM preset, vocab {len(src_dict)} / {len(tgt_dict)}; "
           f"{args.batches} batches of {args.batch_size} IWSLT14 sentences (median {ntok} target tokens)")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Collect finished runs into ``results/`` and write the result table and convergence plot.
 
-    python scripts/report.py --runs runs/multi30k.de-en --results results/multi30k [--paper-order]
+    python scripts/report.py --runs runs/multi30k.de-en --results results/multi30k
 
 A finished run is ``RUNS/<algo>/seed<N>/`` with ``train.log`` (from scripts/train.sh, ending in
 fairseq's "done training") and, once evaluated,
@@ -10,7 +10,8 @@ fairseq's "done training") and, once evaluated,
 ``RESULTS`` only:
 
 * ``RESULTS/table.md``: per algorithm, the number of seeds and test BLEU mean +- std (sample std,
-  0 for one seed), detokenized sacrebleu, or ROUGE-1/2/L for summarization;
+  0 for one seed), detokenized sacrebleu, or ROUGE-1/2/L for summarization; next to them the gain
+  over MLE and the paper's number and gain (Table 1 BLEU, Table 2 ROUGE-L), then both orderings;
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
   algorithm (the paper's Figure 3).
 """
@@ -24,7 +25,13 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-PAPER_ORDER = ["interpolation", "raml", "scheduled_sampling", "spg", "mixer", "data_noising", "mle"]
+PAPER_ORDER = ["interpolation", "raml", "raml_resampled", "scheduled_sampling", "spg", "mixer", "data_noising", "mle"]
+# the paper's results (mean, std over seeds) on IWSLT14 de-en (Table 1) and Gigaword (Table 2)
+PAPER_BLEU = {"interpolation": (27.82, 0.11), "raml": (27.22, 0.14), "scheduled_sampling": (26.76, 0.17),
+              "spg": (26.62, 0.05), "mixer": (26.53, 0.11), "mle": (26.44, 0.18)}
+PAPER_ROUGE_L = {"interpolation": (32.95, 0.33), "raml": (32.49, 0.17), "scheduled_sampling": (32.77, 0.17),
+                 "spg": (32.79, 0.26), "mixer": (32.57, 0.15), "mle": (32.32, 0.19)}
+PAPER_ROW = {"raml_resampled": "raml"}  # our variant -> the paper's row it is compared with
 VALID_LINE = re.compile(r"\| valid on 'valid' subset \|.*?\| (bleu|rouge) ([\d.]+) \|.*?\| num_updates (\d+)")
 
 
@@ -57,6 +64,15 @@ def mean_std(values: List[float]) -> Tuple[float, float]:
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def paper_columns(algo: str, ours: Dict[str, float], paper: Dict[str, Tuple[float, float]]) -> List[str]:
+    """Our gain over MLE, the paper's number and the paper's gain over MLE for one row."""
+    gain = "%+.2f" % (ours[algo] - ours["mle"]) if "mle" in ours else "n/a"
+    row = paper.get(PAPER_ROW.get(algo, algo))
+    if row is None:
+        return [gain, "n/a", "n/a"]
+    return [gain, "%.2f ± %.2f" % row, "%+.2f" % (row[0] - paper["mle"][0])]
+
+
 def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
     scores: Dict[str, List[dict]] = {}
     for path in sorted(results.glob("*/seed*/scores-test.json")):
@@ -64,19 +80,33 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
     order = [a for a in PAPER_ORDER if a in scores] + sorted(a for a in scores if a not in PAPER_ORDER)
     summarization = any("rouge1" in s for runs in scores.values() for s in runs)
     if summarization:
-        head = "| algorithm | seeds | ROUGE-1 | ROUGE-2 | ROUGE-L |\n|---|---|---|---|---|\n"
-        keys = ("rouge1", "rouge2", "rougeL")
+        head = ("| algorithm | seeds | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-L vs MLE | paper ROUGE-L (Table 2) "
+                "| paper vs MLE |\n|---|---|---|---|---|---|---|---|\n")
+        keys, main, paper = ("rouge1", "rouge2", "rougeL"), "rougeL", PAPER_ROUGE_L
     else:
-        head = "| algorithm | seeds | test BLEU (tokenized, multi-bleu) | detokenized sacrebleu |\n|---|---|---|---|\n"
-        keys = ("bleu", "sacrebleu")
+        head = ("| algorithm | seeds | test BLEU (tokenized, multi-bleu) | detokenized sacrebleu | BLEU vs MLE "
+                "| paper BLEU (Table 1, IWSLT14) | paper vs MLE |\n|---|---|---|---|---|---|---|\n")
+        keys, main, paper = ("bleu", "sacrebleu"), "bleu", PAPER_BLEU
+    means = {algo: statistics.mean(s[main] for s in runs) for algo, runs in scores.items()
+             if all(main in s for s in runs)}
     rows = []
     for algo in order:
         cells = []
         for key in keys:
             values = [s[key] for s in scores[algo] if key in s]
             cells.append("%.2f ± %.2f" % mean_std(values) if values else "n/a")
+        if algo in means:
+            cells += paper_columns(algo, means, paper)
+        else:
+            cells += ["n/a"] * 3
         rows.append(f"| {algo} | {len(scores[algo])} | " + " | ".join(cells) + " |")
-    return head + "\n".join(rows) + "\n", scores
+    main_name = "ROUGE-L" if summarization else "BLEU"
+    ours = sorted(means, key=means.get, reverse=True)
+    theirs = sorted({a for a in ours if PAPER_ROW.get(a, a) in paper}, key=lambda a: paper[PAPER_ROW.get(a, a)][0],
+                    reverse=True)
+    orderings = (f"\nOrdering by mean {main_name}, best first. Ours: {' > '.join(ours)}. "
+                 f"The paper's, same algorithms: {' > '.join(theirs)}.\n") if ours else ""
+    return head + "\n".join(rows) + "\n" + orderings, scores
 
 
 def plot(results: Path, out: Path) -> bool:

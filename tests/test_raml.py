@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fairseq_erpo  # noqa: F401
-from erpo_helpers import first_batch, synthetic_task
+from erpo_helpers import first_batch, no_dropout_model, synthetic_task
 from fairseq_erpo.criterions.raml import hamming_log_weights
 from test_criterions import build
 
@@ -94,7 +94,38 @@ def test_one_sample_equal_to_the_reference_is_mle(task_and_cfg):
     loss_raml.backward()
 
 
+def test_resampling_draws_targets_by_weight(task_and_cfg):
+    task, cfg = task_and_cfg
+    crit = build(task, cfg, "raml", raml_samples=3, raml_resample=2)
+    rows = 20000
+    targets = torch.arange(rows * 3).view(-1, 1)  # row i*3 + j is example i's sample j
+    probs = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    picked, loss_weights = crit.resample(targets, probs.repeat(rows, 1), torch.Generator().manual_seed(4))
+    assert picked.shape == (rows * 2, 1) and torch.equal(loss_weights, torch.full((rows, 2), 0.5, dtype=torch.float64))
+    example, which = picked.view(rows, 2) // 3, picked.view(rows, 2) % 3
+    assert torch.equal(example, torch.arange(rows).unsqueeze(1).expand(rows, 2))  # each example's own samples
+    counts = torch.bincount(which.flatten(), minlength=3).double()
+    chi2 = ((counts - 2 * rows * probs) ** 2 / (2 * rows * probs)).sum().item()
+    assert chi2 < 13.8  # chi-square 0.999 quantile, 2 degrees of freedom
+
+
+def test_resampled_loss_is_the_weighted_loss_in_expectation(task_and_cfg):
+    task, cfg = task_and_cfg
+    model = no_dropout_model(task, cfg)
+    sample = first_batch(task, max_sentences=4)
+    full, _, full_log = build(task, cfg, "raml", raml_samples=5)(model, sample)
+    # the same update number draws the same 5 samples; 3000 draws among them estimate the expectation
+    many, size, log = build(task, cfg, "raml", raml_samples=5, raml_resample=3000)(model, sample)
+    one, _, _ = build(task, cfg, "raml", raml_samples=5, raml_resample=1)(model, sample)
+    assert log["raml_reward"] == full_log["raml_reward"] and size == sample["ntokens"]
+    assert many.item() == pytest.approx(full.item(), rel=0.01)
+    # one draw per example: each example's loss is one of its samples' NLLs, not the weighted mean
+    assert one.item() != pytest.approx(full.item(), rel=1e-4)
+    one.backward()
+
+
 @pytest.mark.parametrize("fields, message", [({"raml_tau": 0.0}, "--raml-tau must be > 0"),
+                                             ({"raml_resample": -1}, "--raml-resample must be >= 0"),
                                              ({"raml_samples": 0}, "--raml-samples must be >= 1"),
                                              ({"raml_max_ngram": 0}, "--raml-max-ngram"),
                                              ({"reward": "nope"}, "--reward 'nope' is unknown")])

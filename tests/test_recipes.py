@@ -22,7 +22,8 @@ def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
     data = tmp_path / "synthetic"
     data.symlink_to(REPO / "data-bin" / "synthetic")
     runs, results = tmp_path / "runs" / "synthetic", tmp_path / "results"
-    plan = "mle:1 interpolation:1 interpolation:2 mixer:1 raml:1 spg:1 data_noising:1 scheduled_sampling:1"
+    plan = ("mle:1 interpolation:1 interpolation:2 mixer:1 raml:1 raml_resampled:1 spg:1 data_noising:1 "
+            "scheduled_sampling:1")
     proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
                ERPO_RUNS=str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -61,3 +62,21 @@ def test_report_collects_only_finished_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (results / "mle" / "seed1" / "train.log").is_file() and not (results / "raml").exists()
     assert "| mle | 1 | 30.00 ± 0.00 |" in (results / "table.md").read_text()
+
+
+def test_report_sets_the_table_beside_the_papers(tmp_path):
+    results = tmp_path / "results"
+    for algo, seed, bleu in (("mle", 1, 30.0), ("mle", 2, 31.0), ("raml_resampled", 1, 31.0),
+                             ("interpolation", 1, 32.25), ("data_noising", 1, 29.0)):
+        (results / algo / f"seed{seed}").mkdir(parents=True)
+        (results / algo / f"seed{seed}" / "scores-test.json").write_text(json.dumps({"bleu": bleu, "sacrebleu": bleu - 1}))
+    proc = run(str(BIN / "python"), "scripts/report.py", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (results / "table.md").read_text()
+    # ours: mean +- sample std, gain over MLE's mean (30.5); the paper's Table 1 row and its gain
+    assert "| mle | 2 | 30.50 ± 0.71 | 29.50 ± 0.71 | +0.00 | 26.44 ± 0.18 | +0.00 |" in table
+    assert "| interpolation | 1 | 32.25 ± 0.00 | 31.25 ± 0.00 | +1.75 | 27.82 ± 0.11 | +1.38 |" in table
+    assert "| raml_resampled | 1 | 31.00 ± 0.00 | 30.00 ± 0.00 | +0.50 | 27.22 ± 0.14 | +0.78 |" in table
+    assert "| data_noising | 1 | 29.00 ± 0.00 | 28.00 ± 0.00 | -1.50 | n/a | n/a |" in table
+    assert ("Ours: interpolation > raml_resampled > mle > data_noising. "
+            "The paper's, same algorithms: interpolation > raml_resampled > mle.") in table

@@ -17,6 +17,12 @@ it). Each example's samples are weighted by softmax(R / tau) with R from the rew
 for translation, ROUGE for summarization), and the loss is the weighted NLL. Everything is batched
 on the model's device; the encoder runs once per example and its output is reordered for the
 samples.
+
+``--raml-resample M`` trains on M targets per example drawn (with replacement) from the example's
+samples in proportion to their weights, each with weight 1/M, instead of on all of them weighted
+(sampling-importance-resampling). Given the samples, its loss and gradient equal the weighted ones
+in expectation; the decoder and output layer run on M instead of ``--raml-samples`` targets per
+example, so M = 1 costs what MLE costs per update, at the price of a noisier gradient.
 """
 import math
 from dataclasses import dataclass, field
@@ -45,6 +51,9 @@ class RamlConfig(SamplingConfig):
     raml_max_ngram: int = field(default=4, metadata={"help": "largest n of the ngram sampler"})
     raml_no_reference: bool = field(default=False, metadata={
         "help": "draw every sample (default: the reference is one of the samples, as in the authors' code)"})
+    raml_resample: int = field(default=0, metadata={
+        "help": "train on this many of each example's samples, drawn with replacement by their weights "
+                "(the same loss in expectation at M / --raml-samples of the decoder cost); 0: all, weighted"})
     raml_samples_file: Optional[str] = field(default=None, metadata={
         "help": "offline mode: read each training example's samples and rewards from this file (the "
                 "authors' format, written by scripts/raml_samples.py) instead of sampling online"})
@@ -67,6 +76,8 @@ class RamlCriterion(CrossEntropyCriterion):
             raise ValueError(f"--raml-samples must be >= 1, got {cfg.raml_samples}")
         if not cfg.raml_tau > 0:
             raise ValueError(f"--raml-tau must be > 0, got {cfg.raml_tau}")
+        if cfg.raml_resample < 0:
+            raise ValueError(f"--raml-resample must be >= 0 (0 trains on every sample), got {cfg.raml_resample}")
         if cfg.raml_max_ngram < 1:
             raise ValueError(f"--raml-max-ngram must be >= 1, got {cfg.raml_max_ngram}")
         dictionary = getattr(task, "target_dictionary", None)
@@ -138,6 +149,15 @@ class RamlCriterion(CrossEntropyCriterion):
         reward = self.reward.score(targets, refs.repeat_interleave(samples, dim=0)).view(-1, samples)
         return torch.softmax(reward / self.cfg.raml_tau, dim=1), reward
 
+    def resample(self, targets: Tensor, weights: Tensor, gen: torch.Generator) -> Tuple[Tensor, Tensor]:
+        """``--raml-resample M``: M of each example's S targets drawn with replacement with probability
+        ``weights`` ([B, S]), example-major, and their loss weights 1/M ([B, M]), so that the expected
+        loss is the weighted sum over all S targets."""
+        m = self.cfg.raml_resample
+        pick = torch.multinomial(weights.float(), m, replacement=True, generator=gen)  # [B, M]
+        rows = pick + torch.arange(weights.size(0), device=pick.device).unsqueeze(1) * weights.size(1)
+        return targets[rows.view(-1)], torch.full(pick.shape, 1.0 / m, dtype=weights.dtype, device=pick.device)
+
     def file_targets(self, sample: dict) -> Tuple[Tensor, Tensor]:
         """Offline mode: the batch's samples and rewards from the samples file (checked against the
         training data on the first batch)."""
@@ -167,15 +187,18 @@ class RamlCriterion(CrossEntropyCriterion):
             else:
                 targets = self.draw_targets(refs, gen)
                 weights, reward = self.weights(targets, refs)
+            loss_weights = weights
+            if self.cfg.raml_resample:
+                targets, loss_weights = self.resample(targets, weights, gen)
         prev = prev_output_tokens(targets, self.special.eos, self.special.pad)
         encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
-        order = torch.arange(refs.size(0), device=refs.device).repeat_interleave(self.cfg.raml_samples)
+        order = torch.arange(refs.size(0), device=refs.device).repeat_interleave(loss_weights.size(1))
         encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
         net_output = model.decoder(prev, encoder_out=encoder_out)
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
         nll = -lprobs.gather(2, targets.unsqueeze(2)).squeeze(2)
         nll = nll.masked_fill(targets == self.padding_idx, 0.0).sum(1)  # per sample
-        loss = (weights.view(-1).to(nll.dtype) * nll).sum()
+        loss = (loss_weights.view(-1).to(nll.dtype) * nll).sum()
         sample_size = refs.size(0) if self.sentence_avg else sample["ntokens"]
         log = {"loss": loss.data, "ntokens": sample["ntokens"], "nsentences": refs.size(0),
                "sample_size": sample_size, "raml_reward": float(reward.mean(1).sum()),
