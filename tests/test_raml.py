@@ -9,6 +9,7 @@ import torch
 import fairseq_erpo  # noqa: F401
 from erpo_helpers import first_batch, no_dropout_model, synthetic_task
 from fairseq_erpo.criterions.raml import hamming_log_weights
+from fairseq_erpo.sampling import prev_output_tokens
 from test_criterions import build
 
 
@@ -109,19 +110,42 @@ def test_resampling_draws_targets_by_weight(task_and_cfg):
     assert chi2 < 13.8  # chi-square 0.999 quantile, 2 degrees of freedom
 
 
+def nll_per_row(task, cfg, model, sample, targets):
+    """fairseq's cross_entropy (reduce=False) on ``targets``, rows example-major, summed per row."""
+    order = torch.arange(sample["target"].size(0)).repeat_interleave(targets.size(0) // sample["target"].size(0))
+    net_input = sample["net_input"]
+    batch = {"net_input": {"src_tokens": net_input["src_tokens"][order], "src_lengths": net_input["src_lengths"][order],
+                           "prev_output_tokens": prev_output_tokens(targets, 2, 1)},
+             "target": targets, "ntokens": int((targets != 1).sum())}
+    loss, _, _ = build(task, cfg, "cross_entropy")(model, batch, reduce=False)
+    return loss.view(targets.shape).sum(1).double()
+
+
 def test_resampled_loss_is_the_weighted_loss_in_expectation(task_and_cfg):
+    """The resampled loss is exactly the mean NLL of the drawn targets, and with the draws' law
+    (checked above) its expectation, sum_i w_i NLL_i, is exactly the full weighted loss."""
     task, cfg = task_and_cfg
     model = no_dropout_model(task, cfg)
-    sample = first_batch(task, max_sentences=4)
-    full, _, full_log = build(task, cfg, "raml", raml_samples=5)(model, sample)
-    # the same update number draws the same 5 samples; 3000 draws among them estimate the expectation
-    many, size, log = build(task, cfg, "raml", raml_samples=5, raml_resample=3000)(model, sample)
-    one, _, _ = build(task, cfg, "raml", raml_samples=5, raml_resample=1)(model, sample)
-    assert log["raml_reward"] == full_log["raml_reward"] and size == sample["ntokens"]
-    assert many.item() == pytest.approx(full.item(), rel=0.01)
-    # one draw per example: each example's loss is one of its samples' NLLs, not the weighted mean
-    assert one.item() != pytest.approx(full.item(), rel=1e-4)
-    one.backward()
+    sample = first_batch(task, max_sentences=6)
+    full = build(task, cfg, "raml", raml_samples=5)(model, sample)[0]
+    crit = build(task, cfg, "raml", raml_samples=5, raml_resample=3)
+    seen = {}
+    draw = crit.resample
+
+    def spy(targets, weights, gen):
+        seen["targets"], seen["weights"] = targets, weights
+        seen["picked"], loss_weights = draw(targets, weights, gen)
+        return seen["picked"], loss_weights
+
+    crit.resample = spy
+    loss, size, log = crit(model, sample)
+    assert seen["picked"].size(0) == 3 * sample["target"].size(0) and size == sample["ntokens"]
+    # the same update number draws the same 5 samples as the full criterion
+    expected = (seen["weights"].double() * nll_per_row(task, cfg, model, sample, seen["targets"]).view(-1, 5)).sum()
+    assert expected.item() == pytest.approx(full.item(), rel=1e-5)
+    assert loss.item() == pytest.approx(nll_per_row(task, cfg, model, sample, seen["picked"]).sum().item() / 3,
+                                        rel=1e-5)
+    loss.backward()
 
 
 @pytest.mark.parametrize("fields, message", [({"raml_tau": 0.0}, "--raml-tau must be > 0"),
