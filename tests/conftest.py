@@ -17,8 +17,9 @@ BIN = Path(sys.executable).parent
 
 
 def cli(tool: str, *args: str, cwd: Path = REPO, check: bool = True,
-        timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run a fairseq console script (fairseq-train, fairseq-generate, ...) from this venv."""
+        timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a fairseq console script (fairseq-train, fairseq-generate, ...) from this venv. The timeout
+    only catches hangs: on a 2-core machine shared with a training run a 40-update run took over 300 s."""
     exe = shutil.which(tool, path=str(BIN)) or tool
     env = dict(os.environ, OMP_NUM_THREADS="2", PYTHONWARNINGS="ignore")
     proc = subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True,
