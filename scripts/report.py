@@ -25,13 +25,15 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-PAPER_ORDER = ["interpolation", "raml", "raml_resampled", "scheduled_sampling", "spg", "mixer", "data_noising", "mle"]
+PAPER_ORDER = ["interpolation", "raml", "raml_resampled", "scheduled_sampling", "scheduled_sampling_per_epoch", "spg",
+               "mixer", "data_noising", "mle"]
 # the paper's results (mean, std over seeds) on IWSLT14 de-en (Table 1) and Gigaword (Table 2)
 PAPER_BLEU = {"interpolation": (27.82, 0.11), "raml": (27.22, 0.14), "scheduled_sampling": (26.76, 0.17),
               "spg": (26.62, 0.05), "mixer": (26.53, 0.11), "mle": (26.44, 0.18)}
 PAPER_ROUGE_L = {"interpolation": (32.95, 0.33), "raml": (32.49, 0.17), "scheduled_sampling": (32.77, 0.17),
                  "spg": (32.79, 0.26), "mixer": (32.57, 0.15), "mle": (32.32, 0.19)}
-PAPER_ROW = {"raml_resampled": "raml"}  # our variant -> the paper's row it is compared with
+# our variant -> the paper's row it is compared with
+PAPER_ROW = {"raml_resampled": "raml", "scheduled_sampling_per_epoch": "scheduled_sampling"}
 VALID_LINE = re.compile(r"\| valid on 'valid' subset \|.*?\| (bleu|rouge) ([\d.]+) \|.*?\| num_updates (\d+)")
 
 

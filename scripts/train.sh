@@ -2,8 +2,10 @@
 # One paper configuration per command:
 #   bash scripts/train.sh ALGO DATA [SEED] [extra fairseq-train args...]
 # ALGO: mle | interpolation | raml | raml_resampled | mixer | spg | data_noising | scheduled_sampling |
-# erpo (pass --reward/--alpha/--beta as extras). raml_resampled draws RAML's 10 samples but trains
-# on one of them per example, picked by weight: the same loss in expectation at MLE's cost per update.
+# scheduled_sampling_per_epoch | erpo (pass --reward/--alpha/--beta as extras). raml_resampled draws
+# RAML's 10 samples but trains on one of them per example, picked by weight: the same loss in
+# expectation at MLE's cost per update. scheduled_sampling_per_epoch restarts the decay every epoch,
+# as the authors' code does (docs/baselines.md).
 # DATA: a fairseq data-bin folder (from scripts/prepare-*.sh). Summarization is detected from its
 # dictionaries (dict.article.txt / dict.title.txt): reward and validation metric become ROUGE.
 # Paper settings (section 5, appendix C): the LSTM preset (dropout 0.2), Adam 1e-3, batches of
@@ -16,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-[ $# -ge 2 ] || { sed -n '2,14p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
 algo="$1"; data="$2"; shift 2
 seed=1
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seed="$1"; shift; fi
@@ -33,12 +35,13 @@ case "$algo" in
     spg) crit=(--criterion spg --reward "$metric") ;;
     data_noising) crit=(--criterion data_noising --noise-prob 0.1) ;;
     scheduled_sampling) crit=(--criterion scheduled_sampling --ss-k "$ss_k") ;;
+    scheduled_sampling_per_epoch) crit=(--criterion scheduled_sampling --ss-k "$ss_k" --ss-counter epoch) ;;
     raml) crit=(--criterion raml --reward "$metric" --raml-samples 10 --raml-tau 0.4) ;;
     raml_resampled) crit=(--criterion raml --reward "$metric" --raml-samples 10 --raml-tau 0.4 --raml-resample 1) ;;
     # MIXER: 2 epochs of MLE, then 2 more tokens per sentence to REINFORCE every 2 epochs
     mixer) crit=(--criterion mixer --reward "$metric" --mixer-delta 2 --mixer-epochs-per-step 2) ;;
     erpo) crit=(--criterion erpo) ;;
-    *) echo "ALGO $algo: choose mle, interpolation, raml, raml_resampled, mixer, spg, data_noising, scheduled_sampling or erpo" >&2; exit 2 ;;
+    *) echo "ALGO $algo: choose mle, interpolation, raml, raml_resampled, mixer, spg, data_noising, scheduled_sampling, scheduled_sampling_per_epoch or erpo" >&2; exit 2 ;;
 esac
 
 save="${ERPO_RUNS:-runs}/$(basename "$data")/$algo/seed$seed"

@@ -113,10 +113,10 @@ def test_resampling_draws_targets_by_weight(task_and_cfg):
 def nll_per_row(task, cfg, model, sample, targets):
     """fairseq's cross_entropy (reduce=False) on ``targets``, rows example-major, summed per row."""
     order = torch.arange(sample["target"].size(0)).repeat_interleave(targets.size(0) // sample["target"].size(0))
-    net_input = sample["net_input"]
+    net_input, vocab = sample["net_input"], task.target_dictionary
     batch = {"net_input": {"src_tokens": net_input["src_tokens"][order], "src_lengths": net_input["src_lengths"][order],
-                           "prev_output_tokens": prev_output_tokens(targets, 2, 1)},
-             "target": targets, "ntokens": int((targets != 1).sum())}
+                           "prev_output_tokens": prev_output_tokens(targets, vocab.eos(), vocab.pad())},
+             "target": targets, "ntokens": int((targets != vocab.pad()).sum())}
     loss, _, _ = build(task, cfg, "cross_entropy")(model, batch, reduce=False)
     return loss.view(targets.shape).sum(1).double()
 

@@ -23,7 +23,7 @@ def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
     data.symlink_to(REPO / "data-bin" / "synthetic")
     runs, results = tmp_path / "runs" / "synthetic", tmp_path / "results"
     plan = ("mle:1 interpolation:1 interpolation:2 mixer:1 raml:1 raml_resampled:1 spg:1 data_noising:1 "
-            "scheduled_sampling:1")
+            "scheduled_sampling:1 scheduled_sampling_per_epoch:1")
     proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
                ERPO_RUNS=str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -67,7 +67,8 @@ def test_report_collects_only_finished_runs(tmp_path):
 def test_report_sets_the_table_beside_the_papers(tmp_path):
     results = tmp_path / "results"
     for algo, seed, bleu in (("mle", 1, 30.0), ("mle", 2, 31.0), ("raml_resampled", 1, 31.0),
-                             ("interpolation", 1, 32.25), ("data_noising", 1, 29.0)):
+                             ("interpolation", 1, 32.25), ("data_noising", 1, 29.0),
+                             ("scheduled_sampling_per_epoch", 1, 30.75)):
         (results / algo / f"seed{seed}").mkdir(parents=True)
         (results / algo / f"seed{seed}" / "scores-test.json").write_text(json.dumps({"bleu": bleu, "sacrebleu": bleu - 1}))
     proc = run(str(BIN / "python"), "scripts/report.py", "--results", str(results))
@@ -77,6 +78,7 @@ def test_report_sets_the_table_beside_the_papers(tmp_path):
     assert "| mle | 2 | 30.50 ± 0.71 | 29.50 ± 0.71 | +0.00 | 26.44 ± 0.18 | +0.00 |" in table
     assert "| interpolation | 1 | 32.25 ± 0.00 | 31.25 ± 0.00 | +1.75 | 27.82 ± 0.11 | +1.38 |" in table
     assert "| raml_resampled | 1 | 31.00 ± 0.00 | 30.00 ± 0.00 | +0.50 | 27.22 ± 0.14 | +0.78 |" in table
+    assert "| scheduled_sampling_per_epoch | 1 | 30.75 ± 0.00 | 29.75 ± 0.00 | +0.25 | 26.76 ± 0.17 | +0.32 |" in table
     assert "| data_noising | 1 | 29.00 ± 0.00 | 28.00 ± 0.00 | -1.50 | n/a | n/a |" in table
-    assert ("Ours: interpolation > raml_resampled > mle > data_noising. "
-            "The paper's, same algorithms: interpolation > raml_resampled > mle.") in table
+    assert ("Ours: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle > data_noising. The paper's, "
+            "same algorithms: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle.") in table

@@ -90,3 +90,35 @@ def test_bad_options(task_and_cfg, fields, message):
     task, cfg = task_and_cfg
     with pytest.raises(ValueError, match=message):
         build(task, cfg, "scheduled_sampling", **fields)
+
+
+def test_epoch_counter_restarts_every_epoch_and_survives_a_resume():
+    """--ss-counter epoch: i = 1 at each epoch's first update (the authors' texar code), also when a
+    run resumes from a checkpoint taken in the middle of an epoch."""
+    from fairseq import optim
+
+    task, cfg = synthetic_task("erpo_translation")
+    model = task.build_model(cfg.model)
+    ss = build(task, cfg, "scheduled_sampling", ss_k=5.0, ss_counter="epoch")
+    optimizer = optim.build_optimizer(cfg.optimizer, list(model.parameters()))
+    sample = first_batch(task, max_sentences=4)
+
+    def eps_at(task, epoch, update_num):
+        if task.epoch != epoch:
+            task.begin_epoch(epoch, model)
+        return task.train_step(sample, model, ss, optimizer, update_num)[2]["ss_eps"]
+
+    assert [eps_at(task, 1, u) for u in range(3)] == [ss.truth_probability(i) for i in (1, 2, 3)]
+    assert [eps_at(task, 2, u) for u in (3, 4)] == [ss.truth_probability(i) for i in (1, 2)]
+    resumed, _ = synthetic_task("erpo_translation")
+    resumed.set_checkpoint_dict(task.get_checkpoint_dict()["ErpoTranslationTask"])
+    ss.task = resumed
+    assert eps_at(resumed, 2, 5) == ss.truth_probability(3)  # update 5 is epoch 2's third
+    assert eps_at(resumed, 3, 6) == ss.truth_probability(1)
+
+
+def test_epoch_counter_needs_a_task_that_tracks_epochs(task_and_cfg):
+    task, cfg = task_and_cfg  # fairseq's translation task
+    with pytest.raises(ValueError, match="--ss-counter epoch restarts the count every epoch, which --task "
+                                         "TranslationTask does not track"):
+        build(task, cfg, "scheduled_sampling", ss_counter="epoch")

@@ -9,6 +9,11 @@ decoder (one model, no second copy); the V-sized output layer runs once, on all 
 except for the rows whose next input is a model token, which need their distribution right away
 (without grad: the choice of token is not differentiated, as in the original method).
 
+``--ss-counter epoch`` counts i from 1 again at every epoch's first update. That is what the
+authors' texar code does (``scheduled_sampling_main.py`` passes its step counter to ``_train_epoch``
+by value), and the paper's scheduled-sampling results come from that code; the default, ``global``,
+is the formula as Bengio et al. and the paper state it, with the trainer's update count.
+
 When every coin of a batch picks the ground truth (always with eps = 1), the batch is plain
 teacher forcing: exactly fairseq's ``cross_entropy``.
 """
@@ -24,7 +29,7 @@ from omegaconf import II
 
 from ..sampling import UpdateSeededGenerator, draw_tokens
 from .erpo import logged_total
-from .progress import num_updates
+from .progress import num_updates, updates_into_epoch
 
 
 @dataclass
@@ -34,6 +39,10 @@ class ScheduledSamplingConfig(FairseqDataclass):
                 "summarization (paper); > 0"})
     ss_schedule: ChoiceEnum(["inverse_sigmoid", "constant"]) = field(default="inverse_sigmoid", metadata={
         "help": "inverse_sigmoid: eps decays with the update number; constant: eps = --ss-eps"})
+    ss_counter: ChoiceEnum(["global", "epoch"]) = field(default="global", metadata={
+        "help": "i of the decay: global: the trainer's update count (the paper's formula); epoch: 1 at "
+                "each epoch's first update, as in the authors' texar code; epoch needs --task "
+                "erpo_translation, which records where each epoch began"})
     ss_eps: float = field(default=1.0, metadata={"help": "ground-truth probability of the constant schedule"})
     ss_decode: ChoiceEnum(["sample", "argmax"]) = field(default="sample", metadata={
         "help": "model tokens: sampled from the previous output distribution, or its argmax"})
@@ -48,6 +57,10 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
             raise ValueError(f"--ss-k must be > 0, got {cfg.ss_k}")
         if not 0.0 <= cfg.ss_eps <= 1.0:
             raise ValueError(f"--ss-eps must be in [0, 1], got {cfg.ss_eps}")
+        if cfg.ss_counter == "epoch" and not hasattr(task, "epoch_first_update"):
+            raise ValueError(f"--ss-counter epoch restarts the count every epoch, which --task "
+                             f"{type(task).__name__} does not track: use --task erpo_translation, or "
+                             "--ss-counter global")
         self.cfg = cfg
         self.bos = task.target_dictionary.bos()
         self._rng = UpdateSeededGenerator(salt=0x55)
@@ -60,10 +73,16 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
         exponent = num_updates / k
         return 0.0 if exponent > 700 else k / (k + math.exp(exponent))
 
+    def schedule_step(self) -> int:
+        """i of eps_i for the current update."""
+        if self.cfg.ss_counter == "epoch":
+            return updates_into_epoch(self.task) + 1  # texar's total_step_counter starts at 1
+        return num_updates()
+
     def forward(self, model, sample, reduce=True):
         if not model.training:  # validation: the references, teacher-forced
             return super().forward(model, sample, reduce=reduce)
-        eps = self.truth_probability(num_updates())
+        eps = self.truth_probability(self.schedule_step())
         prev = sample["net_input"]["prev_output_tokens"]
         gen = self._rng.get(prev.device)
         truth = torch.rand(prev.shape, generator=gen, device=prev.device) < eps

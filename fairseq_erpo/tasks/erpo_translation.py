@@ -66,6 +66,7 @@ class ErpoTranslationTask(TranslationTask):
         self._accepted: Optional[dict] = None  # model + optimizer state at the last accepted validation
         self._validated = False
         self.epoch: Optional[int] = None  # the training epoch, for schedules over epochs (MIXER)
+        self.update_num: Optional[int] = None  # the update being computed, from train_step
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_criterion(self, cfg, from_checkpoint=False):
@@ -98,6 +99,13 @@ class ErpoTranslationTask(TranslationTask):
         return self.state.state_dict.get("schedule")
 
     @property
+    def epoch_first_update(self) -> Optional[int]:
+        """The update number the current epoch began with (None before the first train_step).
+        Kept in checkpoints, so a run resumed in the middle of an epoch keeps counting from it."""
+        start = self.state.state_dict.get("epoch_start")
+        return None if start is None else start[1]
+
+    @property
     def lambdas(self) -> Optional[List[float]]:
         return None if self.schedule is None else list(self.schedule["lambdas"])
 
@@ -108,6 +116,10 @@ class ErpoTranslationTask(TranslationTask):
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
         self._optimizer = optimizer
+        self.update_num = int(update_num)
+        start = self.state.state_dict.get("epoch_start")
+        if start is None or start[0] != self.epoch:  # this epoch's first update
+            self.state.merge_state_dict({"epoch_start": [self.epoch, self.update_num]})
         if self.annealing and self._accepted is None:
             # a fresh run, or a resumed one: the loaded checkpoint is the last accepted point
             self._accepted = self._snapshot(model, optimizer)
