@@ -9,8 +9,8 @@ fairseq's "done training") and, once evaluated,
 ``RESULTS/<algo>/seed<N>/``, so the results survive without the checkpoints. The report is built from
 ``RESULTS`` only:
 
-* ``RESULTS/table.md``: per algorithm, the number of seeds and test BLEU mean +- std (sample std,
-  0 for one seed), detokenized sacrebleu, or ROUGE-1/2/L for summarization; next to them the gain
+* ``RESULTS/table.md``: per algorithm, the number of seeds and test BLEU mean +- std (sample std;
+  a single seed's score alone, as it has no spread to show), detokenized sacrebleu, or ROUGE-1/2/L for summarization; next to them the gain
   over MLE and the paper's number and gain (Table 1 BLEU, Table 2 ROUGE-L), then both orderings;
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
   algorithm (the paper's Figure 3).
@@ -62,8 +62,11 @@ def validation_curve(log: Path) -> Tuple[List[Tuple[int, float]], str]:
     return points, metric
 
 
-def mean_std(values: List[float]) -> Tuple[float, float]:
-    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+def mean_std(values: List[float]) -> str:
+    """"mean ± sample std" over seeds; one seed has no spread, so its score stands alone."""
+    if len(values) == 1:
+        return "%.2f" % values[0]
+    return "%.2f ± %.2f" % (statistics.mean(values), statistics.stdev(values))
 
 
 def paper_columns(algo: str, ours: Dict[str, float], paper: Dict[str, Tuple[float, float]]) -> List[str]:
@@ -96,7 +99,7 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
         cells = []
         for key in keys:
             values = [s[key] for s in scores[algo] if key in s]
-            cells.append("%.2f ± %.2f" % mean_std(values) if values else "n/a")
+            cells.append(mean_std(values) if values else "n/a")
         if algo in means:
             cells += paper_columns(algo, means, paper)
         else:

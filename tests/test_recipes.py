@@ -61,7 +61,7 @@ def test_report_collects_only_finished_runs(tmp_path):
     proc = run(str(BIN / "python"), "scripts/report.py", "--runs", str(runs), "--results", str(results))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (results / "mle" / "seed1" / "train.log").is_file() and not (results / "raml").exists()
-    assert "| mle | 1 | 30.00 ± 0.00 |" in (results / "table.md").read_text()
+    assert "| mle | 1 | 30.00 | 29.00 |" in (results / "table.md").read_text()
 
 
 def test_report_sets_the_table_beside_the_papers(tmp_path):
@@ -76,9 +76,9 @@ def test_report_sets_the_table_beside_the_papers(tmp_path):
     table = (results / "table.md").read_text()
     # ours: mean +- sample std, gain over MLE's mean (30.5); the paper's Table 1 row and its gain
     assert "| mle | 2 | 30.50 ± 0.71 | 29.50 ± 0.71 | +0.00 | 26.44 ± 0.18 | +0.00 |" in table
-    assert "| interpolation | 1 | 32.25 ± 0.00 | 31.25 ± 0.00 | +1.75 | 27.82 ± 0.11 | +1.38 |" in table
-    assert "| raml_resampled | 1 | 31.00 ± 0.00 | 30.00 ± 0.00 | +0.50 | 27.22 ± 0.14 | +0.78 |" in table
-    assert "| scheduled_sampling_per_epoch | 1 | 30.75 ± 0.00 | 29.75 ± 0.00 | +0.25 | 26.76 ± 0.17 | +0.32 |" in table
-    assert "| data_noising | 1 | 29.00 ± 0.00 | 28.00 ± 0.00 | -1.50 | n/a | n/a |" in table
+    assert "| interpolation | 1 | 32.25 | 31.25 | +1.75 | 27.82 ± 0.11 | +1.38 |" in table
+    assert "| raml_resampled | 1 | 31.00 | 30.00 | +0.50 | 27.22 ± 0.14 | +0.78 |" in table
+    assert "| scheduled_sampling_per_epoch | 1 | 30.75 | 29.75 | +0.25 | 26.76 ± 0.17 | +0.32 |" in table
+    assert "| data_noising | 1 | 29.00 | 28.00 | -1.50 | n/a | n/a |" in table
     assert ("Ours: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle > data_noising. The paper's, "
             "same algorithms: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle.") in table
