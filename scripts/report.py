@@ -10,8 +10,9 @@ fairseq's "done training") and, once evaluated,
 ``RESULTS`` only:
 
 * ``RESULTS/table.md``: per algorithm, the number of seeds and test BLEU mean +- std (sample std;
-  a single seed's score alone, as it has no spread to show), detokenized sacrebleu, or ROUGE-1/2/L for summarization; next to them the gain
-  over MLE and the paper's number and gain (Table 1 BLEU, Table 2 ROUGE-L), then both orderings;
+  a single seed's score alone, as it has no spread to show), detokenized sacrebleu, or ROUGE-1/2/L
+  for summarization; next to them the gain over MLE and the paper's number and gain (Table 1
+  BLEU, Table 2 ROUGE-L), then both orderings;
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
   algorithm (the paper's Figure 3).
 """
@@ -62,7 +63,7 @@ def validation_curve(log: Path) -> Tuple[List[Tuple[int, float]], str]:
     return points, metric
 
 
-def mean_std(values: List[float]) -> str:
+def mean_std_cell(values: List[float]) -> str:
     """"mean ± sample std" over seeds; one seed has no spread, so its score stands alone."""
     if len(values) == 1:
         return "%.2f" % values[0]
@@ -99,7 +100,7 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
         cells = []
         for key in keys:
             values = [s[key] for s in scores[algo] if key in s]
-            cells.append(mean_std(values) if values else "n/a")
+            cells.append(mean_std_cell(values) if values else "n/a")
         if algo in means:
             cells += paper_columns(algo, means, paper)
         else:
