@@ -10,8 +10,8 @@ paper; ``step``: one z for the whole batch, as in the authors' code), then
 for that branch (:func:`eq4_logits`), or y_t = y*_t for the ground-truth branch (EOS past the
 reference). The limits are exact: a branch with ``model_weight == 0`` never reads the model (when
 no branch with a non-zero lambda does, the decoder is not run at all), the delta reward forces y*_t
-through its -inf increments, and the decoder's output layer runs only for the rows whose branch
-needs log p. Every sequence ends with EOS, at the latest after ``max_len_a * T* + max_len_b``
+through its -inf increments, and the decoder's output layer runs once per step, only for the rows
+whose branch needs log p. Every sequence ends with EOS, at the latest after ``max_len_a * T* + max_len_b``
 tokens (T*: reference length without EOS).
 
 Randomness comes from a private generator reseeded from fairseq's per-update seed
@@ -236,6 +236,7 @@ class SequenceSampler:
         cap = self.max_lengths(refs)
         steps = int(cap.max()) + 1
         gen = self.generator(device)
+        branch_uses_model = torch.tensor([b.uses_model for b in self.branches], device=device)
 
         tokens = refs.new_full((bsz, steps + 1), self.special.pad)  # decoder input stream
         tokens[:, 0] = self.special.eos  # fairseq decoders start from EOS
@@ -261,6 +262,13 @@ class SequenceSampler:
                         y = torch.where(copied, truth[:, min(t, truth.size(1) - 1)], y)
                         z = torch.where(copied, torch.full_like(z, PREFIX), z)
                         drawing = active & ~copied
+                    model_lprobs, model_row = None, None
+                    if need_model:  # one output-layer call for every row whose branch reads the model
+                        reads = (drawing & branch_uses_model[z.clamp(min=0)] & (z >= 0)).nonzero().squeeze(1)
+                        if reads.numel():
+                            model_lprobs = self.log_probs(model, features[reads])
+                            model_row = torch.full_like(z, -1)
+                            model_row[reads] = torch.arange(reads.numel(), device=device)
                     for k in live:
                         rows = ((z == k) & drawing).nonzero().squeeze(1)
                         if rows.numel() == 0:
@@ -273,7 +281,7 @@ class SequenceSampler:
                             y[rows] = sample_from_deltas(states[k].deltas(), rows, branch.reward_weight,
                                                          self.vocab_size, (self.special.pad, self.bos), gen)
                             continue
-                        lprobs = self.log_probs(model, features[rows]) if branch.uses_model else None
+                        lprobs = model_lprobs[model_row[rows]] if branch.uses_model else None
                         deltas = None
                         if branch.reward_weight > 0 and branch.reward is not None:
                             deltas = states[k].deltas().expand(self.vocab_size, torch.float32)[rows]

@@ -63,7 +63,8 @@ def test_validation_scores_the_references(task_and_cfg):
 
 
 @pytest.mark.parametrize("name, fields", [
-    ("erpo", {}), ("erpo", {"alpha": 1.0, "beta": 0.5}), ("spg", {}), ("interpolation", {}),
+    ("erpo", {}), ("erpo", {"alpha": 1.0, "beta": 0.5}), ("spg", {}), ("spg", {"bang_bang_drop": 0.0}),
+    ("interpolation", {}),
     ("interpolation", {"lambdas": "0.3,0.3,0.4", "z_granularity": "step"}),
     ("data_noising", {}), ("data_noising", {"noise_type": "uniform_single"}),
 ])
@@ -91,6 +92,10 @@ def test_every_criterion_trains_and_logs(task_and_cfg, name, fields):
     ("erpo", {"reward": "bleu", "reward_scale": 0.0}, "--reward-scale must be > 0"),
     ("data_noising", {"noise_prob": 1.5}, "--noise-prob must be in"),
     ("spg", {"max_len_a": -1.0}, "--max-len-a"),
+    ("spg", {"bang_bang_weight": 0.0}, "--bang-bang-weight must be a finite number > 0"),
+    ("spg", {"bang_bang_weight": float("inf")}, "--bang-bang-weight must be a finite number > 0"),
+    ("spg", {"bang_bang_drop": 1.0}, "--bang-bang-drop must be in \\[0, 1\\)"),
+    ("spg", {"bang_bang_drop": -0.1}, "--bang-bang-drop must be in \\[0, 1\\)"),
 ])
 def test_bad_options_fail_at_start_up(task_and_cfg, name, fields, message):
     task, cfg = task_and_cfg

@@ -63,6 +63,10 @@ class ErpoConfig(SamplingConfig):
 class SamplingCriterion(CrossEntropyCriterion):
     """Cross entropy on sequences drawn by the shared sampler; subclasses only choose branches."""
 
+    # whether ``--task erpo_translation`` anneals this criterion's lambdas (the interpolation
+    # algorithm); other mixtures (bang-bang SPG) keep theirs fixed
+    anneals: bool = False
+
     def __init__(self, task, cfg: SamplingConfig, branches: Sequence[Branch], lambdas: Sequence[float],
                  granularity: str = "token"):
         super().__init__(task, cfg.sentence_avg)

@@ -33,6 +33,8 @@ class InterpolationConfig(SamplingConfig):
 
 @register_criterion("interpolation", dataclass=InterpolationConfig)
 class InterpolationCriterion(SamplingCriterion):
+    anneals = True
+
     def __init__(self, task, cfg: InterpolationConfig):
         super().__init__(task, cfg, interpolation_branches(cfg.reward, cfg.sample_scale),
                          parse_lambdas(cfg.lambdas), granularity=cfg.z_granularity)

@@ -71,8 +71,8 @@ class ErpoTranslationTask(TranslationTask):
     # -- set-up ---------------------------------------------------------------------------------
     def build_criterion(self, cfg, from_checkpoint=False):
         criterion = super().build_criterion(cfg, from_checkpoint)
-        if isinstance(criterion, SamplingCriterion) and len(criterion.branches) > 1:
-            # a z-mixture: its lambdas live here (and in checkpoints); a resumed run overwrites them
+        if isinstance(criterion, SamplingCriterion) and criterion.anneals:
+            # annealed lambdas live here (and in checkpoints); a resumed run overwrites them
             if "schedule" not in self.state.state_dict:
                 self.state.merge_state_dict({"schedule": annealing.initial_state(criterion.lambdas)})
             self.annealing = not self.cfg.no_anneal
