@@ -11,8 +11,8 @@ for that branch (:func:`eq4_logits`), or y_t = y*_t for the ground-truth branch 
 reference). The limits are exact: a branch with ``model_weight == 0`` never reads the model (when
 no branch with a non-zero lambda does, the decoder is not run at all), the delta reward forces y*_t
 through its -inf increments, and the decoder's output layer runs once per step, only for the rows
-whose branch needs log p. Every sequence ends with EOS, at the latest after ``max_len_a * T* + max_len_b``
-tokens (T*: reference length without EOS).
+whose branch needs log p. Every sequence ends with EOS, at the latest after
+``max_len_a * T* + max_len_b`` tokens (T*: reference length without EOS).
 
 Randomness comes from a private generator reseeded from fairseq's per-update seed
 (:class:`UpdateSeededGenerator`), so sampling never shifts the dropout masks of the M-step

@@ -51,7 +51,8 @@ def bang_bang_branches(reward: str, weight: float, drop: float) -> Tuple[List[Br
     driven = Branch(spg.name, spg.reward, spg.model_weight, weight * spg.reward_weight)
     if drop == 0:
         return [driven], [1.0]
-    return [driven, Branch("model_driven", None, model_weight=spg.model_weight, reward_weight=0.0)], [1 - drop, drop]
+    model_driven = Branch("model_driven", None, model_weight=spg.model_weight, reward_weight=0.0)
+    return [driven, model_driven], [1 - drop, drop]
 
 
 @register_criterion("spg", dataclass=SpgConfig)
