@@ -174,6 +174,8 @@ class SampledBatch:
     branch: Tensor  # [B, L]: index of the branch that chose each target token, -1 on padding,
     # PREFIX for the tokens copied from y* by ``truth_prefix``
     seconds: float
+    capped: Optional[Tensor] = None  # [B, L] bool: the EOS forced by the length cap, which no
+    # branch chose (a REINFORCE return must not train it: see criterions/mixer.py)
 
 
 class SequenceSampler:
@@ -241,6 +243,7 @@ class SequenceSampler:
         tokens = refs.new_full((bsz, steps + 1), self.special.pad)  # decoder input stream
         tokens[:, 0] = self.special.eos  # fairseq decoders start from EOS
         chosen = refs.new_full((bsz, steps), -1)
+        capped = torch.zeros(bsz, steps, dtype=torch.bool, device=device)
         active = torch.ones(bsz, dtype=torch.bool, device=device)
         was_training = model.training
         model.eval()  # q is defined by p_theta; dropout belongs to the M-step
@@ -288,6 +291,7 @@ class SequenceSampler:
                         logits = eq4_logits(branch, lprobs, deltas)
                         y[rows] = self.draw_tokens(logits, branch, gen)
                     y = torch.where(t >= cap, torch.full_like(y, self.special.eos), y)
+                    capped[:, t] = active & (t >= cap)
                     y = torch.where(active, y, torch.full_like(y, self.special.pad))
                     tokens[:, t + 1] = y
                     chosen[:, t] = torch.where(active, z, torch.full_like(z, -1))
@@ -300,7 +304,7 @@ class SequenceSampler:
             model.train(was_training)
         width = t + 1
         return SampledBatch(self._as_sample(sample, tokens[:, : width + 1]), chosen[:, :width],
-                            time.perf_counter() - start)
+                            time.perf_counter() - start, capped[:, :width])
 
     @staticmethod
     def log_probs(model, features: Tensor) -> Tensor:

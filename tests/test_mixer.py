@@ -43,7 +43,8 @@ def test_full_length_m_is_exactly_cross_entropy(task_and_cfg):
 
 @pytest.mark.parametrize("tail", [2, 1000])
 def test_reinforce_loss_after_m(task_and_cfg, tail):
-    """Loss = NLL of y*_1:m + A * NLL of the sampled tokens, A = R(y) - R(y*_1:m) (no baseline)."""
+    """Loss = NLL of y*_1:m + A * NLL of the sampled tokens, A = R(y) - R(y*_1:m) (no baseline);
+    the EOS forced at the length cap is no sampled token and has no loss."""
     task, cfg = task_and_cfg
     model = no_dropout_model(task, cfg)
     sample = first_batch(task, max_sentences=32)
@@ -75,10 +76,14 @@ def test_reinforce_loss_after_m(task_and_cfg, tail):
     advantage = reward.score(y, refs) - reward.score(truncated_references(refs, prefix, eos, pad), refs)
     pos = torch.arange(y.size(1)).unsqueeze(0)
     after = pos >= prefix.unsqueeze(1)
+    # a row still going at its cap (T* + 10 tokens) gets EOS there, which the sampler marks
+    capped = (pos == twin.sampler.max_lengths(refs).unsqueeze(1)) & (y == eos)
+    assert torch.equal(drawn.capped, capped) and int(capped.sum()) > 0  # an untrained model runs on
+    nll = nll.masked_fill(capped, 0.0)
     expected = nll.masked_fill(after, 0.0).sum() + (advantage.unsqueeze(1).float() * nll.masked_fill(~after, 0.0)).sum()
     assert torch.allclose(loss.detach(), expected, rtol=1e-5, atol=1e-4)
     assert sample_size == int((y != pad).sum()) == log["ntokens"]
-    assert log["mixer_reinforce_tokens"] == int((after & (y != pad)).sum()) > 0
+    assert log["mixer_reinforce_tokens"] == int((after & (y != pad) & ~capped).sum()) > 0
     assert log["mixer_gain"] == pytest.approx(float(advantage.sum()))
 
 
