@@ -12,7 +12,8 @@ reference). The limits are exact: a branch with ``model_weight == 0`` never read
 no branch with a non-zero lambda does, the decoder is not run at all), the delta reward forces y*_t
 through its -inf increments, and the decoder's output layer runs once per step, only for the rows
 whose branch needs log p. Every sequence ends with EOS, at the latest after
-``max_len_a * T* + max_len_b`` tokens (T*: reference length without EOS).
+``max_len_a * T* + max_len_b`` tokens (T*: reference length without EOS) and within the decoder's
+position limit (``model.max_decoder_positions()``).
 
 Randomness comes from a private generator reseeded from fairseq's per-update seed
 (:class:`UpdateSeededGenerator`), so sampling never shifts the dropout masks of the M-step
@@ -174,7 +175,7 @@ class SampledBatch:
     branch: Tensor  # [B, L]: index of the branch that chose each target token, -1 on padding,
     # PREFIX for the tokens copied from y* by ``truth_prefix``
     seconds: float
-    capped: Optional[Tensor] = None  # [B, L] bool: the EOS forced by the length cap, which no
+    capped: Tensor  # [B, L] bool: the EOS forced by the length cap, which no
     # branch chose (a REINFORCE return must not train it: see criterions/mixer.py)
 
 
@@ -214,10 +215,16 @@ class SequenceSampler:
         return z.expand(bsz) if count == 1 else z
 
     # -- the sampler ----------------------------------------------------------------------------
-    def max_lengths(self, refs: Tensor) -> Tensor:
-        """[B] the most tokens (before EOS) a sample may have."""
+    def max_lengths(self, refs: Tensor, model=None) -> Tensor:
+        """[B] the most tokens (before EOS) a sample may have: ``max_len_a * T* + max_len_b``, and
+        never more than ``model``'s decoder positions leave room for. The decoder reads EOS + every
+        token before the one it predicts, so a sample that ends with its EOS at position P needs P
+        positions: at most ``max_decoder_positions() - 1`` tokens before EOS (fairseq's beam search
+        stops at the same bound). A learned-position table would otherwise be indexed past its end."""
         ref_len = ((refs != self.special.pad) & (refs != self.special.eos)).sum(1)
-        return torch.floor(self.max_len_a * ref_len.double() + self.max_len_b).long().clamp(min=0)
+        cap = torch.floor(self.max_len_a * ref_len.double() + self.max_len_b).long().clamp(min=0)
+        positions = getattr(model, "max_decoder_positions", None)
+        return cap if positions is None else cap.clamp(max=max(int(positions()) - 1, 0))
 
     def sample(self, model, sample: dict, lambdas: Sequence[float],
                truth_prefix: Optional[Tensor] = None) -> SampledBatch:
@@ -235,7 +242,7 @@ class SequenceSampler:
                   if self.branches[k].reward and not self.branches[k].truth}
         truth = reference_with_eos(refs, self.special) \
             if truth_prefix is not None or any(self.branches[k].truth for k in live) else None
-        cap = self.max_lengths(refs)
+        cap = self.max_lengths(refs, model)
         steps = int(cap.max()) + 1
         gen = self.generator(device)
         branch_uses_model = torch.tensor([b.uses_model for b in self.branches], device=device)

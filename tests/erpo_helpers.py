@@ -85,8 +85,9 @@ def toy_sample(refs, sources: Optional[torch.Tensor] = None) -> dict:
             "target": refs, "ntokens": int((refs != 1).sum()), "nsentences": bsz, "id": torch.arange(bsz)}
 
 
-def synthetic_task(task_name: str = "translation", **overrides):
-    """The fairseq task on data-bin/synthetic, its train split loaded."""
+def synthetic_task(task_name: str = "translation", *flags: str, **overrides):
+    """The fairseq task on data-bin/synthetic, configured as fairseq-train would be with ``flags``
+    (e.g. "--decoder-learned-pos") and ``overrides`` ({"--arch": "transformer"})."""
     from fairseq import tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
     from fairseq import options
@@ -95,7 +96,7 @@ def synthetic_task(task_name: str = "translation", **overrides):
     args = options.parse_args_and_arch(parser, [str(DATA_BIN), "--task", task_name, "--arch",
                                                 "lstm_erpo_iwslt_de_en", "--optimizer", "adam",
                                                 "--user-dir", "fairseq_erpo", "--seed", "1",
-                                                *[a for k, v in overrides.items() for a in (k, v)]])
+                                                *flags, *[a for k, v in overrides.items() for a in (k, v)]])
     cfg = convert_namespace_to_omegaconf(args)
     task = tasks.setup_task(cfg.task)
     return task, cfg

@@ -29,6 +29,8 @@ def train_log(proc) -> str:
 @pytest.mark.parametrize("name", sorted(CRITERIONS))
 def test_criterion_trains_20_updates(tmp_path, name, task):
     extra = ["--no-anneal"] if task == "erpo_translation" else []
+    if name == "mixer" and task == "translation":  # its running-mean baseline needs erpo_translation's state
+        extra = ["--mixer-baseline", "none"]
     log = train_log(cli("fairseq-train", *train_args(tmp_path, "--task", task, *CRITERIONS[name], *extra)))
     assert "num_updates 20" in log and (tmp_path / "checkpoint_last.pt").is_file()
     assert re.search(r"\| loss \d+\.\d+", log)

@@ -18,15 +18,21 @@ def task_and_cfg():
     return synthetic_task()
 
 
-def build(task, cfg, name, **fields):
-    """The criterion ``name`` with its dataclass defaults, overridden by ``fields``."""
+def criterion_config(name, **fields):
+    """The config of criterion ``name``: its dataclass defaults, overridden by ``fields``."""
     dc = CRITERION_DATACLASS_REGISTRY[name]()
     for key, value in fields.items():
         setattr(dc, key, value)
     conf = OmegaConf.structured(dc)
     OmegaConf.update(conf, "sentence_avg", False, force_add=True)
+    OmegaConf.update(conf, "seed", 1, force_add=True)  # --seed, as fairseq-train interpolates it
     conf._name = name
-    return fairseq_criterions.build_criterion(conf, task)
+    return conf
+
+
+def build(task, cfg, name, **fields):
+    """The criterion ``name`` with its dataclass defaults, overridden by ``fields``."""
+    return fairseq_criterions.build_criterion(criterion_config(name, **fields), task)
 
 
 def loss_and_grads(model, criterion, sample, seed=7):

@@ -100,6 +100,7 @@ def test_running_mean_baseline(task_and_cfg):
     mixer = build(task, cfg, "mixer", mixer_delta=1, mixer_baseline="mean", mixer_baseline_decay=0.5)
     plain = build(task, cfg, "mixer", mixer_delta=1, mixer_baseline="none")
     sample = first_batch(task, max_sentences=32)
+    task.state.state_dict.pop("mixer_baseline", None)
     gains, losses = [], []
     task.epoch = 2
     try:
@@ -114,6 +115,11 @@ def test_running_mean_baseline(task_and_cfg):
         task.epoch = None
     assert log["mixer_tail"] == 1
     assert mixer.baseline == pytest.approx(0.5 * gains[0] + 0.5 * gains[1])
+    # the baseline is task state, so it is in every checkpoint and comes back on resume
+    saved = task.get_checkpoint_dict()["ErpoTranslationTask"]
+    resumed, _ = synthetic_task("erpo_translation")
+    resumed.set_checkpoint_dict(saved)
+    assert build(resumed, cfg, "mixer", mixer_baseline="mean").baseline == mixer.baseline
     assert losses[0][0] == pytest.approx(losses[0][1])  # no baseline yet
     assert losses[1][0] != pytest.approx(losses[1][1])  # b = gains[0] shifts the advantage
 
@@ -135,4 +141,13 @@ def test_epoch_schedule_needs_a_task_that_records_epochs():
     task, cfg = synthetic_task("translation")
     with pytest.raises(ValueError, match="use --task erpo_translation, or schedule by updates"):
         build(task, cfg, "mixer")
-    assert build(task, cfg, "mixer", mixer_updates_per_step=100).reinforce_tokens() == 0
+    with pytest.raises(ValueError, match="--task TranslationTask does not restore state from checkpoints: use "
+                                         "--task erpo_translation, or --mixer-baseline none"):
+        build(task, cfg, "mixer", mixer_updates_per_step=100)
+    mixer = build(task, cfg, "mixer", mixer_updates_per_step=100, mixer_baseline="none")
+    # under fairseq's own task the update number is read off the trainer's per-update seed
+    # (--seed 1 + updates): update 250 is in the schedule's third step, 2 x 2 tokens
+    torch.manual_seed(1 + 250)
+    assert mixer.reinforce_tokens() == 4
+    torch.manual_seed(1 + 99)
+    assert mixer.reinforce_tokens() == 0

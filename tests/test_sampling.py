@@ -237,3 +237,42 @@ def test_compact_draws_follow_the_dense_softmax(reward, weight):
             z = 3.719
             limit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
             assert chi_square(counts, p) < limit, (reward, g)
+
+
+@pytest.mark.parametrize("name, fields", [
+    ("erpo", {"reward": "bleu", "alpha": 0.5, "beta": 0.5}),
+    ("spg", {}),
+    ("mixer", {"mixer_delta": 1000, "mixer_baseline": "none"}),
+])
+def test_samples_fit_a_learned_position_table(name, fields):
+    """A Transformer with learned positions and --max-target-positions 42 on references of up to 41
+    tokens (EOS included): the length cap (T* + 10) would index past the table; the sampler stops
+    at the decoder's limit instead, and the M-step on the samples runs."""
+    from erpo_helpers import synthetic_task
+    from test_criterions import build
+
+    task, cfg = synthetic_task("erpo_translation", "--decoder-learned-pos", "--encoder-learned-pos", **{
+        "--arch": "transformer", "--max-target-positions": "42", "--max-source-positions": "42", "--encoder-layers": "1",
+        "--decoder-layers": "1", "--encoder-embed-dim": "16", "--decoder-embed-dim": "16",
+        "--encoder-ffn-embed-dim": "32", "--decoder-ffn-embed-dim": "32", "--encoder-attention-heads": "2",
+        "--decoder-attention-heads": "2"})
+    task.load_dataset("train")
+    data = task.dataset("train")
+    longest = sorted(range(len(data)), key=lambda i: int(data.tgt_sizes[i]))[-16:]
+    sample = data.collater([data[i] for i in longest])
+    assert int(data.tgt_sizes[longest[-1]]) == 41
+    torch.manual_seed(1)
+    model = task.build_model(cfg.model).train()
+    assert model.max_decoder_positions() == 42
+    criterion = build(task, cfg, name, **fields)
+    task.epoch = 2  # MIXER: its schedule's second step, every token after the start is sampled
+    try:
+        drawn = criterion.sampler.sample(model, sample, (1.0,) * len(criterion.sampler.branches),
+                                         truth_prefix=torch.zeros(16, dtype=torch.long) if name == "mixer" else None)
+        loss, _, _ = criterion(model, sample)
+    finally:
+        task.epoch = None
+    lengths = (drawn.sample["target"] != task.target_dictionary.pad()).sum(1)
+    assert int(lengths.max()) == 42  # an untrained model runs on to the limit: 41 tokens + EOS
+    assert bool(drawn.capped.any()) and torch.isfinite(loss)
+    loss.backward()

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import fairseq_erpo  # noqa: F401
 from erpo_helpers import first_batch, synthetic_task
-from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
-from test_criterions import build
+from test_criterions import build, criterion_config
 
 
 @pytest.fixture(scope="module")
@@ -58,15 +56,6 @@ def test_drop_is_the_fraction_of_model_driven_tokens(task_model_batch):
     model_tokens = sum(log["tokens_model_driven"] for log in logs)
     tokens = sum(log["sampled_tokens"] for log in logs)
     assert tokens > 1000 and abs(model_tokens / tokens - 0.5) < 4 * (0.25 / tokens) ** 0.5
-
-
-def criterion_config(name: str, **fields):
-    conf = OmegaConf.structured(CRITERION_DATACLASS_REGISTRY[name]())
-    OmegaConf.update(conf, "sentence_avg", False, force_add=True)
-    for key, value in fields.items():
-        OmegaConf.update(conf, key, value)
-    conf._name = name
-    return conf
 
 
 def test_erpo_translation_anneals_the_interpolation_only():

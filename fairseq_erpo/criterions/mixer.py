@@ -14,6 +14,10 @@ The REINFORCE tail s starts at 0 (every token by MLE: the batch is fairseq's ``c
 exactly) and grows by ``--mixer-delta`` tokens every ``--mixer-epochs-per-step`` epochs (or every
 ``--mixer-updates-per-step`` updates), so m decreases from the full length, as in the original
 schedule. Validation scores the references, like every criterion of this package.
+
+The schedule reads the update number and the epoch that fairseq hands over, and the running-mean
+baseline lives in ``--task erpo_translation``'s checkpointed state (:mod:`.progress`), so a resumed
+run continues both exactly; the baseline therefore needs that task (or ``--mixer-baseline none``).
 """
 from dataclasses import dataclass, field
 from typing import Optional
@@ -24,13 +28,16 @@ from fairseq.criterions import register_criterion
 from fairseq.criterions.cross_entropy import CrossEntropyCriterion
 from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
+from omegaconf import II
 from torch import Tensor
 
 from ..algorithms import Branch
 from ..rewards import SpecialTokens, build_reward
 from ..sampling import SequenceSampler
 from .erpo import SamplingConfig, logged_total
-from .progress import current_epoch, num_updates
+from .progress import current_epoch, restores_state, save_value, saved_value, update_number
+
+BASELINE_KEY = "mixer_baseline"  # the running mean, in the task's checkpointed state
 
 
 @dataclass
@@ -47,6 +54,7 @@ class MixerConfig(SamplingConfig):
         "help": "subtract from the advantage a running mean of it (mean) or nothing (none)"})
     mixer_baseline_decay: float = field(default=0.9, metadata={
         "help": "decay of the running-mean baseline per update, in [0, 1)"})
+    seed: int = II("common.seed")
 
 
 def truncated_references(refs: Tensor, prefix: Tensor, eos: int, pad: int) -> Tensor:
@@ -73,6 +81,10 @@ class MixerCriterion(CrossEntropyCriterion):
             raise ValueError(f"--criterion mixer counts epochs (--mixer-epochs-per-step), which --task "
                              f"{type(task).__name__} does not record: use --task erpo_translation, or "
                              "schedule by updates with --mixer-updates-per-step N")
+        if cfg.mixer_baseline == "mean" and not restores_state(task):
+            raise ValueError(f"--mixer-baseline mean keeps a running mean that a resumed run needs, and --task "
+                             f"{type(task).__name__} does not restore state from checkpoints: use --task "
+                             "erpo_translation, or --mixer-baseline none")
         dictionary = task.target_dictionary
         self.cfg = cfg
         self.reward = build_reward(cfg.reward, dictionary, cfg)
@@ -83,12 +95,16 @@ class MixerCriterion(CrossEntropyCriterion):
         self.sampler = SequenceSampler([Branch("model", None, model_weight=1.0, reward_weight=0.0)], {},
                                        self.special, bos=dictionary.bos(), vocab_size=len(dictionary),
                                        max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b)
-        self.baseline: Optional[float] = None
+
+    @property
+    def baseline(self) -> Optional[float]:
+        """The running mean of the advantage over earlier updates (None before the first)."""
+        return saved_value(self.task, BASELINE_KEY) if self.cfg.mixer_baseline == "mean" else None
 
     def reinforce_tokens(self) -> int:
         """s: how many final tokens of each reference are left to REINFORCE now."""
         if self.cfg.mixer_updates_per_step > 0:
-            step = num_updates() // self.cfg.mixer_updates_per_step
+            step = update_number(self.task, self.cfg.seed) // self.cfg.mixer_updates_per_step
         else:
             step = ((current_epoch(self.task) or 1) - 1) // self.cfg.mixer_epochs_per_step
         return step * self.cfg.mixer_delta
@@ -114,10 +130,12 @@ class MixerCriterion(CrossEntropyCriterion):
             gain = self.reward.score(y, refs) - self.reward.score(truncated_references(refs, prefix, eos, pad), refs)
             advantage = gain
             if self.cfg.mixer_baseline == "mean":  # b from earlier batches only: no bias
-                if self.baseline is not None:
-                    advantage = gain - self.baseline
+                baseline = self.baseline
+                if baseline is not None:
+                    advantage = gain - baseline
                 mean, decay = float(gain.mean()), self.cfg.mixer_baseline_decay
-                self.baseline = mean if self.baseline is None else decay * self.baseline + (1 - decay) * mean
+                save_value(self.task, BASELINE_KEY,
+                           mean if baseline is None else decay * baseline + (1 - decay) * mean)
         pos = torch.arange(y.size(1), device=y.device).unsqueeze(0)
         # the EOS forced at the length cap is no action of the policy: with a negative advantage,
         # REINFORCE would push its log-probability down without limit (it is forced whatever p

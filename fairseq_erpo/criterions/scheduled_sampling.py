@@ -29,7 +29,7 @@ from omegaconf import II
 
 from ..sampling import UpdateSeededGenerator, draw_tokens
 from .erpo import logged_total
-from .progress import num_updates, updates_into_epoch
+from .progress import update_number, updates_into_epoch
 
 
 @dataclass
@@ -47,6 +47,7 @@ class ScheduledSamplingConfig(FairseqDataclass):
     ss_decode: ChoiceEnum(["sample", "argmax"]) = field(default="sample", metadata={
         "help": "model tokens: sampled from the previous output distribution, or its argmax"})
     sentence_avg: bool = II("optimization.sentence_avg")
+    seed: int = II("common.seed")
 
 
 @register_criterion("scheduled_sampling", dataclass=ScheduledSamplingConfig)
@@ -77,7 +78,7 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
         """i of eps_i for the current update."""
         if self.cfg.ss_counter == "epoch":
             return updates_into_epoch(self.task) + 1  # texar's total_step_counter starts at 1
-        return num_updates()
+        return update_number(self.task, self.cfg.seed)
 
     def forward(self, model, sample, reduce=True):
         if not model.training:  # validation: the references, teacher-forced

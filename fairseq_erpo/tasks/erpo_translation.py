@@ -56,6 +56,7 @@ class ErpoTranslationConfig(TranslationConfig):
 @register_task("erpo_translation", dataclass=ErpoTranslationConfig)
 class ErpoTranslationTask(TranslationTask):
     anneals_lambdas = True  # criterions check this to know their lambdas may be annealed
+    restores_state = True  # its checkpointed state comes back on resume (criterions keep state in it)
 
     def __init__(self, cfg: ErpoTranslationConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
