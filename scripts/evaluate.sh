@@ -21,5 +21,9 @@ bpe=(); [ -f "$data.text/bpe.codes" ] && bpe=(--remove-bpe); [ -f "$data.text/sp
 fairseq-generate "$data" "${langs[@]}" --user-dir fairseq_erpo --path "$ckpt" --gen-subset "$subset" \
     --beam 5 --batch-size 128 --required-batch-size-multiple 1 "${bpe[@]}" "$@" \
     >"$run/generate-$subset.txt" 2>"$run/generate-$subset.log" || { tail -20 "$run/generate-$subset.log"; exit 1; }
+# scores-SUBSET.json appears complete or not at all (temporary file + rename): the queue skips runs
+# that have it, and report.py, run by a parallel job, may read it at any moment
 python scripts/score_generate.py "$run/generate-$subset.txt" --name "$run" "${score[@]}" --json \
-    | tee "$run/scores-$subset.json"
+    >"$run/scores-$subset.json.tmp"
+mv -f "$run/scores-$subset.json.tmp" "$run/scores-$subset.json"
+cat "$run/scores-$subset.json"

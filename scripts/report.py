@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 PAPER_ORDER = ["interpolation", "raml", "raml_resampled", "scheduled_sampling", "scheduled_sampling_per_epoch", "spg",
                "mixer", "data_noising", "mle"]
@@ -38,6 +39,18 @@ PAPER_ROW = {"raml_resampled": "raml", "scheduled_sampling_per_epoch": "schedule
 VALID_LINE = re.compile(r"\| valid on 'valid' subset \|.*?\| (bleu|rouge) ([\d.]+) \|.*?\| num_updates (\d+)")
 
 
+def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write`` a temporary file beside ``path``, then rename it over ``path``: a reader (another
+    queue job's report) sees the old file or the new one, never a half-written one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def collect(runs: Path, results: Path) -> int:
     copied = 0
     for log in sorted(runs.glob("*/seed*/train.log")):
@@ -47,7 +60,7 @@ def collect(runs: Path, results: Path) -> int:
         target.mkdir(parents=True, exist_ok=True)
         for name in ("train.log", "scores-test.json"):
             if (log.parent / name).exists():
-                shutil.copyfile(log.parent / name, target / name)
+                replace_atomically(target / name, lambda tmp: shutil.copyfile(log.parent / name, tmp))
                 copied += 1
     return copied
 
@@ -82,7 +95,11 @@ def paper_columns(algo: str, ours: Dict[str, float], paper: Dict[str, Tuple[floa
 def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
     scores: Dict[str, List[dict]] = {}
     for path in sorted(results.glob("*/seed*/scores-test.json")):
-        scores.setdefault(path.parent.parent.name, []).append(json.loads(path.read_text()))
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:  # never half-written (evaluate.sh renames it into place)
+            raise SystemExit(f"{path}: not a scores file ({err}); rerun scripts/evaluate.sh for that run") from None
+        scores.setdefault(path.parent.parent.name, []).append(record)
     order = [a for a in PAPER_ORDER if a in scores] + sorted(a for a in scores if a not in PAPER_ORDER)
     summarization = any("rouge1" in s for runs in scores.values() for s in runs)
     if summarization:
@@ -144,7 +161,7 @@ def plot(results: Path, out: Path) -> bool:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    replace_atomically(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return True
 
@@ -158,7 +175,7 @@ def main() -> None:
     if args.runs is not None:
         print(f"collected {collect(args.runs, args.results)} files from {args.runs}")
     text, scores = table(args.results)
-    (args.results / "table.md").write_text(text, encoding="utf-8")
+    replace_atomically(args.results / "table.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(text, end="")
     if plot(args.results, args.results / "convergence.png"):
         print(f"wrote {args.results / 'convergence.png'}")

@@ -116,3 +116,31 @@ def test_rouge_validation_reward_drives_annealing(tmp_path):
         assert abs(float(r1) + float(r2) + float(rl) - float(total)) < 0.02
     assert len(re.findall(r"erpo: valid rouge [\d.]+ accepted", log)) >= 1
     assert "bleu" not in log.split("valid on 'valid' subset")[1].split("\n")[0]
+
+
+def test_annealing_without_validation_fails_at_start_up(tmp_path):
+    proc = cli("fairseq-train", *train_args(tmp_path, *ANNEAL, "--disable-validation"), check=False)
+    assert proc.returncode != 0
+    assert "--disable-validation turns off: drop --disable-validation, or keep the lambdas fixed with --no-anneal" \
+        in proc.stderr
+
+
+def test_fine_tuning_starts_the_schedule_from_lambdas_or_from_a_checkpoint(annealed_run, tmp_path):
+    """--finetune-from-model restores no task state (fairseq resets the data iterator), so the schedule
+    starts from --lambdas; --schedule-from CHECKPOINT starts it from that checkpoint's lambdas and
+    anneal count instead, with a fresh record of validation rewards."""
+    save_dir, _ = annealed_run
+    trained = schedule_of(save_dir / "checkpoint_last.pt")
+    assert trained["anneal_count"] >= 1 and trained["lambdas"] != [0.3, 0.3, 0.4]
+    model = str(save_dir / "checkpoint_last.pt")
+    plain, continued = tmp_path / "plain", tmp_path / "continued"
+    cli("fairseq-train", *train_args(plain, *ANNEAL, "--finetune-from-model", model, updates=5))
+    cli("fairseq-train", *train_args(continued, *ANNEAL, "--finetune-from-model", model, "--schedule-from", model,
+                                     updates=5))
+    assert schedule_of(plain / "checkpoint_last.pt")["lambdas"] == [0.3, 0.3, 0.4]  # --lambdas
+    schedule = schedule_of(continued / "checkpoint_last.pt")
+    assert schedule["lambdas"] == trained["lambdas"] and schedule["anneal_count"] == trained["anneal_count"]
+    assert [d[2] for d in schedule["decisions"]] == ["accept"]  # the first validation after it
+    proc = cli("fairseq-train", *train_args(tmp_path / "bad", *ANNEAL, "--schedule-from", str(tmp_path / "none.pt")),
+               check=False)
+    assert proc.returncode != 0 and "--schedule-from" in proc.stderr and "cannot load it" in proc.stderr

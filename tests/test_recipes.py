@@ -82,3 +82,24 @@ def test_report_sets_the_table_beside_the_papers(tmp_path):
     assert "| data_noising | 1 | 29.00 | 28.00 | -1.50 | n/a | n/a |" in table
     assert ("Ours: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle > data_noising. The paper's, "
             "same algorithms: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle.") in table
+
+
+def test_report_replaces_files_atomically(tmp_path):
+    """While report.py writes a file, readers still see the previous complete file; then the new one."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report", REPO / "scripts" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    target = tmp_path / "scores-test.json"
+    target.write_text('{"bleu": 1.0}')
+    seen = []
+
+    def write(tmp):
+        tmp.write_text('{"bleu": ')  # half a file, as a reader could have caught it before
+        seen.append(target.read_text())
+        tmp.write_text('{"bleu": 2.0}')
+
+    report.replace_atomically(target, write)
+    assert seen == ['{"bleu": 1.0}'] and json.loads(target.read_text()) == {"bleu": 2.0}
+    assert [p.name for p in tmp_path.iterdir()] == ["scores-test.json"]  # no temporary left behind

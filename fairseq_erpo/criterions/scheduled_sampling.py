@@ -83,7 +83,8 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
     def forward(self, model, sample, reduce=True):
         if not model.training:  # validation: the references, teacher-forced
             return super().forward(model, sample, reduce=reduce)
-        eps = self.truth_probability(self.schedule_step())
+        # the constant schedule reads no update count (it may run outside fairseq's trainer)
+        eps = self.cfg.ss_eps if self.cfg.ss_schedule == "constant" else self.truth_probability(self.schedule_step())
         prev = sample["net_input"]["prev_output_tokens"]
         gen = self._rng.get(prev.device)
         truth = torch.rand(prev.shape, generator=gen, device=prev.device) < eps

@@ -9,7 +9,11 @@ a validation reward, and the interpolation algorithm's annealing (paper appendix
   is below the best seen under the current lambdas, the lambdas move by the pattern and theta is
   *not* updated: the model parameters and the optimizer state go back to the last accepted
   validation point (``post_validate``). The schedule lives in the task state, which fairseq saves
-  in every checkpoint, so ``--restore-file`` resumes it exactly.
+  in every checkpoint, so ``--restore-file`` resumes it exactly. fairseq restores task state only
+  when it restores the data iterator: ``--finetune-from-model`` and ``--reset-dataloader`` start the
+  schedule from ``--lambdas``, or from a checkpoint's schedule with ``--schedule-from``.
+* Criterion state that must survive a resume (MIXER's running-mean baseline, the epoch each epoch
+  began with) is kept in the same task state.
 """
 
 import copy
@@ -26,6 +30,7 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.logging import metrics
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
 
 from ..criterions.erpo import SamplingCriterion
 from ..rewards import rouge_scores
@@ -51,6 +56,11 @@ class ErpoTranslationConfig(TranslationConfig):
     eval_rouge: bool = field(default=False, metadata={
         "help": "validation ROUGE-1/2/L of beam decodes (generation options: --eval-bleu-args, "
                 "--eval-bleu-remove-bpe, --eval-bleu-detok)"})
+    schedule_from: Optional[str] = field(default=None, metadata={
+        "help": "start the interpolation's lambdas and anneal count from this checkpoint's schedule "
+                "(e.g. with --finetune-from-model or --reset-dataloader, which start the task state "
+                "afresh) instead of --lambdas; an ordinary resume restores the whole schedule anyway"})
+    disable_validation: bool = II("dataset.disable_validation")
 
 
 @register_task("erpo_translation", dataclass=ErpoTranslationConfig)
@@ -75,9 +85,15 @@ class ErpoTranslationTask(TranslationTask):
         if isinstance(criterion, SamplingCriterion) and criterion.anneals:
             # annealed lambdas live here (and in checkpoints); a resumed run overwrites them
             if "schedule" not in self.state.state_dict:
-                self.state.merge_state_dict({"schedule": annealing.initial_state(criterion.lambdas)})
+                start = self._schedule_from(self.cfg.schedule_from) if self.cfg.schedule_from else \
+                    annealing.initial_state(criterion.lambdas)
+                self.state.merge_state_dict({"schedule": start})
             self.annealing = not self.cfg.no_anneal
         if self.annealing:
+            if self.cfg.disable_validation:
+                raise ValueError("--task erpo_translation anneals the lambdas after each validation, which "
+                                 "--disable-validation turns off: drop --disable-validation, or keep the "
+                                 "lambdas fixed with --no-anneal")
             metric = self.cfg.anneal_metric
             if metric == "bleu" and not self.cfg.eval_bleu:
                 raise ValueError("--task erpo_translation anneals the lambdas on a validation reward: add "
@@ -86,6 +102,25 @@ class ErpoTranslationTask(TranslationTask):
             if metric == "rouge" and not self.cfg.eval_rouge:
                 raise ValueError("--anneal-metric rouge needs --eval-rouge (or use --no-anneal)")
         return criterion
+
+    @staticmethod
+    def _schedule_from(path: str) -> dict:
+        """``--schedule-from``: a checkpoint's lambdas and anneal count, with a fresh record of
+        validation rewards (the first validation of the new run is accepted, as after any anneal)."""
+        from fairseq import checkpoint_utils  # the checkpoint loader with our allow-list (compat.py)
+
+        try:
+            state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        except (OSError, RuntimeError) as err:
+            raise ValueError(f"--schedule-from {path}: cannot load it ({err})") from None
+        schedule = (state.get("task_state") or {}).get("schedule")
+        if schedule is None:
+            raise ValueError(f"--schedule-from {path}: the checkpoint holds no interpolation schedule (train it "
+                             "with --task erpo_translation --criterion interpolation), or pass --lambdas")
+        start = annealing.initial_state(schedule["lambdas"])
+        start["anneal_count"] = int(schedule["anneal_count"])
+        logger.info("erpo: lambdas %s and anneal count %d from %s", start["lambdas"], start["anneal_count"], path)
+        return start
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
