@@ -1,5 +1,13 @@
 """fairseq / torch version shims, applied once when the plugin is imported.
 
+Each shim names the versions it is for; everything else in the package runs unchanged on fairseq
+0.12.2 (Python 3.8-3.10) and on fairseq main (``fairseq-fixed`` 0.12.3.1, Python 3.11+).
+
+* ``build_criterion``: fairseq main added ``from_checkpoint`` to ``FairseqTask.build_criterion``.
+* Task state on resume: fairseq main's checkpoint hooks, backported around fairseq 0.12.2's own
+  functions (see ``_backport_task_checkpoint_hooks``).
+* Checkpoint safety (torch >= 2.6), below.
+
 torch >= 2.6 loads checkpoints with ``weights_only=True``: its unpickler accepts tensors, containers
 and primitive types, and refuses every other pickled global unless it is allow-listed. fairseq's
 ``checkpoint_utils.load_checkpoint_to_cpu`` calls plain ``torch.load``, so every fairseq checkpoint
@@ -15,6 +23,9 @@ than as a broken ``fairseq-generate``.
 from __future__ import annotations
 
 import argparse
+import functools
+import inspect
+import os
 from typing import Any, List
 
 import numpy as np
@@ -44,6 +55,63 @@ FAIRSEQ_CHECKPOINT_GLOBALS: List[Any] = [
 _applied = False
 
 
+def build_criterion(parent, cfg, from_checkpoint: bool = False):
+    """``parent.build_criterion`` for a task's ``super()``: fairseq main (fairseq-fixed 0.12.3.1)
+    passes ``from_checkpoint``; fairseq 0.12.2's ``FairseqTask.build_criterion(cfg)`` has no such
+    parameter, and passing it was a TypeError at start-up."""
+    if "from_checkpoint" in inspect.signature(parent.build_criterion).parameters:
+        return parent.build_criterion(cfg, from_checkpoint)
+    return parent.build_criterion(cfg)
+
+
+def fairseq_has_task_checkpoint_hooks() -> bool:
+    """fairseq main saves ``task.get_checkpoint_dict()`` in a checkpoint's ``extra_state`` and gives it
+    back through ``task.set_checkpoint_dict`` on resume; fairseq 0.12.2 saves the task state
+    (``task_state``) but never reads it back when training resumes."""
+    from fairseq import checkpoint_utils
+
+    return "set_checkpoint_dict" in inspect.getsource(checkpoint_utils.load_checkpoint)
+
+
+def _backport_task_checkpoint_hooks() -> None:
+    """fairseq 0.12.2: the two hooks of fairseq main, around fairseq's own functions (unchanged).
+
+    * ``Trainer.save_checkpoint(filename, extra_state)`` also stores ``task.get_checkpoint_dict()``
+      in ``extra_state``, as main's ``checkpoint_utils.save_checkpoint`` does;
+    * ``checkpoint_utils.load_checkpoint(cfg, trainer)`` then calls ``task.set_checkpoint_dict`` with
+      it, under main's condition: only when the data iterator is restored too (not with
+      ``--reset-dataloader``, nor for the first launch of ``--finetune-from-model``).
+    """
+    from fairseq import checkpoint_utils
+    from fairseq.file_io import PathManager
+    from fairseq.trainer import Trainer
+
+    save, load = Trainer.save_checkpoint, checkpoint_utils.load_checkpoint
+
+    @functools.wraps(save)
+    def save_checkpoint(self, filename, extra_state):
+        if hasattr(self.task, "get_checkpoint_dict"):
+            extra_state = {**extra_state, **self.task.get_checkpoint_dict()}
+        return save(self, filename, extra_state)
+
+    @functools.wraps(load)
+    def load_checkpoint(cfg, trainer, **passthrough_args):
+        last = os.path.join(cfg.save_dir, "checkpoint_last{}.pt".format(trainer.checkpoint_suffix))
+        finetune_start = (cfg.finetune_from_model is not None and cfg.restore_file == "checkpoint_last.pt"
+                          and not PathManager.exists(last))
+        extra_state, epoch_itr = load(cfg, trainer, **passthrough_args)
+        task = trainer.task
+        if extra_state is not None and not (cfg.reset_dataloader or finetune_start) and \
+                hasattr(task, "set_checkpoint_dict"):
+            saved = extra_state.get(task.__class__.__name__, {})
+            if saved:
+                task.set_checkpoint_dict(saved)
+        return extra_state, epoch_itr
+
+    Trainer.save_checkpoint = save_checkpoint
+    checkpoint_utils.load_checkpoint = load_checkpoint
+
+
 def torch_needs_allowlist() -> bool:
     """True when this torch has the weights-only unpickler and its allow-list API (torch >= 2.4)."""
     return hasattr(torch.serialization, "add_safe_globals")
@@ -56,4 +124,6 @@ def apply() -> None:
         return
     if torch_needs_allowlist():
         torch.serialization.add_safe_globals(FAIRSEQ_CHECKPOINT_GLOBALS)
+    if not fairseq_has_task_checkpoint_hooks():
+        _backport_task_checkpoint_hooks()
     _applied = True

@@ -32,6 +32,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
+from .. import compat
 from ..criterions.erpo import SamplingCriterion
 from ..rewards import rouge_scores
 from ..rewards.ngrams import SpecialTokens
@@ -81,7 +82,7 @@ class ErpoTranslationTask(TranslationTask):
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_criterion(self, cfg, from_checkpoint=False):
-        criterion = super().build_criterion(cfg, from_checkpoint)
+        criterion = compat.build_criterion(super(), cfg, from_checkpoint)
         if isinstance(criterion, SamplingCriterion) and criterion.anneals:
             # annealed lambdas live here (and in checkpoints); a resumed run overwrites them
             if "schedule" not in self.state.state_dict:
