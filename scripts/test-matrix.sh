@@ -3,18 +3,18 @@
 # Python 3.11 + fairseq main (scripts/test.sh). For each PYTHON:TORCH combination of ERPO_MATRIX
 # (default below) it builds an environment of its own, .venv-pyPYTHON-TORCH (scripts/env.sh, so the
 # second run reuses it), and runs the tests that exercise fairseq's and torch's interfaces: the CLI
-# round trip of every criterion under both tasks, annealing with theta restore and a resume
-# mid-anneal (tests/test_cli_erpo.py), kill -9 resumes (interpolation, MIXER, scheduled sampling),
-# checkpoint safety, and the reward agreement with sacrebleu / rouge-score.
+# round trip of every criterion under both tasks, an anneal with theta restore, kill -9 resumes
+# (the interpolation across an anneal, MIXER with its baseline in the task state), checkpoint
+# safety, and the reward agreement with sacrebleu / rouge-score.
 #   bash scripts/test-matrix.sh [extra pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 matrix="${ERPO_MATRIX:-3.10:torch==2.13.0 3.10:torch==1.13.1}"
-tests=(tests/test_cli_erpo.py tests/test_checkpoint_safety.py tests/test_rewards_bleu.py
-       tests/test_rewards_rouge.py tests/test_annealing.py
+tests=("tests/test_cli_erpo.py::test_criterion_trains_20_updates"
+       "tests/test_cli_erpo.py::test_annealing_moves_lambdas_and_restores_theta"
        "tests/test_resume.py::test_killed_run_resumes_bit_exactly[interpolation]"
        "tests/test_resume.py::test_killed_run_resumes_bit_exactly[mixer]"
-       "tests/test_resume.py::test_killed_run_resumes_bit_exactly[scheduled_sampling_translation]")
+       tests/test_checkpoint_safety.py tests/test_rewards_bleu.py tests/test_rewards_rouge.py)
 
 interpreter() {  # the newest python$1 on PATH or under pyenv
     local found=""
