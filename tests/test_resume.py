@@ -66,7 +66,7 @@ def test_killed_run_resumes_bit_exactly(tmp_path, name):
         d.mkdir()
     resume = RESUME_FROM.get(name, 10)
     kill_at = resume + 3
-    # side by side, one core each: the uninterrupted run, and the same command killed in update 13
+    # side by side, one core each: the uninterrupted run, and the same command killed in update `kill_at`
     runs = [start(whole, args), start(crashed, args, kill_at=kill_at)]
     (code, log), (killed, killed_log) = finish(runs[0]), finish(runs[1])
     assert code == 0, log[-3000:]
