@@ -6,6 +6,8 @@ Each shim names the versions it is for; everything else in the package runs unch
 * ``build_criterion``: fairseq main added ``from_checkpoint`` to ``FairseqTask.build_criterion``.
 * Task state on resume: fairseq main's checkpoint hooks, backported around fairseq 0.12.2's own
   functions (see ``_backport_task_checkpoint_hooks``).
+* ``criterion_config``: a criterion's config outside fairseq-train, without omegaconf 2.1's
+  ``OmegaConf.update(force_add=...)`` (fairseq 0.12.2 pins omegaconf 2.0).
 * Checkpoint safety (torch >= 2.6), below.
 
 torch >= 2.6 loads checkpoints with ``weights_only=True``: its unpickler accepts tensors, containers
@@ -23,6 +25,7 @@ than as a broken ``fairseq-generate``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import inspect
 import os
@@ -62,6 +65,28 @@ def build_criterion(parent, cfg, from_checkpoint: bool = False):
     if "from_checkpoint" in inspect.signature(parent.build_criterion).parameters:
         return parent.build_criterion(cfg, from_checkpoint)
     return parent.build_criterion(cfg)
+
+
+def criterion_config(name: str, **fields: Any):
+    """The OmegaConf config of criterion ``name`` for building it outside fairseq-train (scripts,
+    tests): its dataclass defaults, ``fields`` set, and the values fairseq-train interpolates
+    (``sentence_avg`` False, ``seed`` 1) where the dataclass has them. Fields are set on the
+    dataclass before the conversion: omegaconf 2.0 (fairseq 0.12.2) has no
+    ``OmegaConf.update(..., force_add=True)``."""
+    from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
+    from omegaconf import OmegaConf
+
+    config = CRITERION_DATACLASS_REGISTRY[name]()
+    known = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"criterion {name!r} has no option {unknown}")
+    for key, value in {"sentence_avg": False, "seed": 1, **fields}.items():
+        if key in known:
+            setattr(config, key, value)
+    conf = OmegaConf.structured(config)
+    conf._name = name
+    return conf
 
 
 def fairseq_has_task_checkpoint_hooks() -> bool:

@@ -40,10 +40,10 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore")  # hydra's deprecation notices from fairseq's option parsing
     import fairseq_erpo  # noqa: F401  (registers the criterion and rewards)
     from fairseq import options, tasks
-    from fairseq.criterions import CRITERION_DATACLASS_REGISTRY, build_criterion
+    from fairseq.criterions import build_criterion
     from fairseq.data import data_utils
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from omegaconf import OmegaConf
+    from fairseq_erpo.compat import criterion_config
     from fairseq_erpo.raml_samples import write_entry
 
     langs = [a for flag, v in (("--source-lang", args.source_lang), ("--target-lang", args.target_lang)) if v
@@ -53,13 +53,9 @@ def main(argv=None) -> int:
     task = tasks.setup_task(convert_namespace_to_omegaconf(fairseq_args).task)
     task.load_dataset(args.split)
     dataset = task.dataset(args.split)
-    conf = OmegaConf.structured(CRITERION_DATACLASS_REGISTRY["raml"]())
-    OmegaConf.update(conf, "sentence_avg", False, force_add=True)
-    for key, value in dict(reward=args.reward, raml_samples=args.samples, raml_tau=args.tau,
-                           raml_sampler=args.sampler, raml_max_ngram=args.max_ngram,
-                           raml_no_reference=args.no_reference).items():
-        OmegaConf.update(conf, key, value)
-    conf._name = "raml"
+    conf = criterion_config("raml", reward=args.reward, raml_samples=args.samples, raml_tau=args.tau,
+                            raml_sampler=args.sampler, raml_max_ngram=args.max_ngram,
+                            raml_no_reference=args.no_reference)
     raml = build_criterion(conf, SimpleNamespace(target_dictionary=task.target_dictionary,
                                                  source_dictionary=task.source_dictionary))
     src, tgt = task.source_dictionary, task.target_dictionary

@@ -9,25 +9,12 @@ import torch
 import fairseq_erpo  # noqa: F401
 from erpo_helpers import first_batch, synthetic_task
 from fairseq import criterions as fairseq_criterions
-from fairseq.criterions import CRITERION_DATACLASS_REGISTRY
-from omegaconf import OmegaConf
+from fairseq_erpo.compat import criterion_config
 
 
 @pytest.fixture(scope="module")
 def task_and_cfg():
     return synthetic_task()
-
-
-def criterion_config(name, **fields):
-    """The config of criterion ``name``: its dataclass defaults, overridden by ``fields``."""
-    dc = CRITERION_DATACLASS_REGISTRY[name]()
-    for key, value in fields.items():
-        setattr(dc, key, value)
-    conf = OmegaConf.structured(dc)
-    OmegaConf.update(conf, "sentence_avg", False, force_add=True)
-    OmegaConf.update(conf, "seed", 1, force_add=True)  # --seed, as fairseq-train interpolates it
-    conf._name = name
-    return conf
 
 
 def build(task, cfg, name, **fields):

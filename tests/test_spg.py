@@ -37,14 +37,18 @@ def test_weight_1_drop_0_is_the_plain_eq4_point(task_model_batch):
 
 
 def test_reward_driven_tokens_follow_the_reward_increments(task_model_batch):
-    """On an untrained model the plain point samples noise (sentence BLEU 0.03 in [0, 1]: the
-    increments of a short prefix are tiny); W = 1e6 follows them (0.73; the first token ties among
-    the reference's words, the model breaking the tie)."""
+    """On an untrained model the plain point samples noise (sentence BLEU ~0.024 in [0, 1]: the
+    increments of a short prefix are tiny); W = 1e6 follows them (~0.71; the first token ties among
+    the reference's words, the model breaking the tie). Means over 16 seeded draws, within ~3
+    standard errors (per-draw std 0.005 and 0.023): one draw's value depends on the torch build's
+    float kernels (the CPU and CUDA wheels of torch 2.13 differ in the third digit)."""
     task, cfg, model, sample = task_model_batch
-    plain = mean_reward(draw(build(task, cfg, "spg", bang_bang_weight=1.0, bang_bang_drop=0.0), model, sample, 5)[1])
-    driven = mean_reward(draw(build(task, cfg, "spg", bang_bang_drop=0.0), model, sample, 5)[1])
-    assert plain == pytest.approx(0.0299, abs=1e-3)
-    assert driven == pytest.approx(0.7264, abs=1e-3)
+    plain_spg = build(task, cfg, "spg", bang_bang_weight=1.0, bang_bang_drop=0.0)
+    driven_spg = build(task, cfg, "spg", bang_bang_drop=0.0)
+    plain = sum(mean_reward(draw(plain_spg, model, sample, seed)[1]) for seed in range(16)) / 16
+    driven = sum(mean_reward(draw(driven_spg, model, sample, seed)[1]) for seed in range(16)) / 16
+    assert plain == pytest.approx(0.024, abs=0.004)
+    assert driven == pytest.approx(0.712, abs=0.018)
 
 
 def test_drop_is_the_fraction_of_model_driven_tokens(task_model_batch):
