@@ -7,13 +7,21 @@ paper; ``step``: one z for the whole batch, as in the authors' code), then
 
     y_t ~ softmax( model_weight * log p_theta(. | y_<t, x) + reward_weight * dR(. | y_<t, y*) )
 
-for that branch (:func:`eq4_logits`), or y_t = y*_t for the ground-truth branch (EOS past the
-reference). The limits are exact: a branch with ``model_weight == 0`` never reads the model (when
-no branch with a non-zero lambda does, the decoder is not run at all), the delta reward forces y*_t
-through its -inf increments, and the decoder's output layer runs once per step, only for the rows
-whose branch needs log p. Every sequence ends with EOS, at the latest after
+for that branch, or y_t = y*_t for the ground-truth branch (EOS past the reference). This is
+Algorithm 1's token-by-token q: each step is normalised on its own, the paper's approximation of
+the sequence-level q of Eq. 2 (Eq. 4 applied per token).
+
+The limits are exact: a branch with ``model_weight == 0`` never reads the model (when no branch
+with a non-zero lambda does, the decoder is not run at all), and the delta reward forces y*_t
+through its -inf increments. Every sequence ends with EOS, at the latest after
 ``max_len_a * T* + max_len_b`` tokens (T*: reference length without EOS) and within the decoder's
 position limit (``model.max_decoder_positions()``).
+
+What a step costs (the E-step's floor is the decoder's forward on the sampled tokens): the
+output layer runs once per step, only for the rows whose branch reads the model, and all those
+rows are drawn together; the draw needs no log-softmax (a constant per row does not change a
+softmax), adds a reward's increments only at its few override tokens, and inverts the CDF with
+one exp and one sum over ``[rows, V]`` in float32 (:func:`sample_weights`).
 
 Randomness comes from a private generator reseeded from fairseq's per-update seed
 (:class:`UpdateSeededGenerator`), so sampling never shifts the dropout masks of the M-step
@@ -22,10 +30,11 @@ draws the same samples.
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -55,33 +64,56 @@ class UpdateSeededGenerator:
         return gen
 
 
-def eq4_logits(branch: Branch, lprobs: Optional[Tensor], deltas: Optional[Tensor]) -> Tensor:
-    """``model_weight * log p + reward_weight * dR`` over the vocabulary, ``[rows, V]`` float32.
+CDF_BLOCK = 256  # vocabulary entries per block of the two-level CDF inversion
 
-    A zero weight drops its term entirely (so ``0 * -inf`` never occurs).
-    """
-    logits = None
-    if branch.model_weight > 0:
-        if lprobs is None:
-            raise ValueError(f"branch {branch.name!r} needs the model's log-probabilities")
-        logits = branch.model_weight * lprobs.float()
-    if branch.reward_weight > 0 and branch.reward is not None:
-        if deltas is None:
-            raise ValueError(f"branch {branch.name!r} needs the reward increments dR")
-        term = branch.reward_weight * deltas.float()
-        logits = term if logits is None else logits + term
-    if logits is None:
-        raise ValueError(f"branch {branch.name!r} has neither a model nor a reward term")
-    return logits
+
+def sample_weights(weights: Tensor, gen: torch.Generator, block: int = CDF_BLOCK) -> Tensor:
+    """One index per row with probability ``weights[i, j] / sum_j weights[i, j]`` (``[rows, n]``,
+    >= 0, a positive entry in every row), by inverting the CDF with one uniform per row. Indices of
+    weight 0 are never returned.
+
+    The inversion runs in two levels, so no pass over ``[rows, n]`` is made in float64 and none
+    costs more than a sum: block sums (``block`` entries each, summed in the weights' dtype), a
+    float64 CDF over the blocks to pick one, then a float64 CDF inside that block only, with the
+    uniform's residual rescaled to the block's exact float64 total. The probability of each index
+    is its weight's share to the rounding of the block sums (relative ~1e-7 in float32); within a
+    block it is exact in float64. ``torch.multinomial`` draws the same distribution at ~30 ms for
+    a 64 x 23K batch on CPU; a float64 ``exp`` + ``cumsum`` over the whole row cost ~5 ms."""
+    rows, n = weights.shape
+    full = n // block
+    sums = [weights[:, : full * block].reshape(rows, full, block).sum(2)] if full else []
+    if n > full * block:
+        sums.append(weights[:, full * block:].sum(1, keepdim=True))
+    block_sum = (torch.cat(sums, dim=1) if len(sums) > 1 else sums[0]).double()
+    cdf = block_sum.cumsum(1)
+    total = cdf[:, -1:]
+    u = torch.rand(rows, 1, generator=gen, dtype=torch.float64, device=weights.device) * total
+    # right=True skips blocks of mass 0; the minimum guards u * total rounding up to the total
+    chosen = torch.minimum(torch.searchsorted(cdf, u, right=True), (cdf < total).sum(1, keepdim=True))
+    before = torch.where(chosen > 0, cdf.gather(1, (chosen - 1).clamp(min=0)), torch.zeros_like(u))
+    index = chosen * block + torch.arange(block, device=weights.device)
+    inside = index < n
+    within = weights.gather(1, index.clamp(max=n - 1)).double().masked_fill(~inside, 0.0).cumsum(1)
+    left = (u - before) * within[:, -1:] / block_sum.gather(1, chosen)
+    pos = torch.minimum(torch.searchsorted(within, left, right=True), (within < within[:, -1:]).sum(1, keepdim=True))
+    return (chosen * block + pos).squeeze(1)
 
 
 def sample_categorical(logits: Tensor, gen: torch.Generator) -> Tensor:
-    """One index per row from softmax(logits) by inverting the CDF (exact; tokens of probability 0
-    are never returned). ``torch.multinomial`` draws the same distribution but costs ~30 ms for a
-    64 x 23K batch on CPU, against < 1 ms here."""
-    cdf = torch.exp(logits.double()).cumsum(dim=1)
-    u = torch.rand(logits.size(0), 1, generator=gen, dtype=cdf.dtype, device=cdf.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp(max=logits.size(1) - 1).squeeze(1)
+    """One index per row from softmax(logits) (``logits`` with a finite maximum per row)."""
+    logits = logits.double()
+    return sample_weights(torch.exp(logits - logits.max(dim=1, keepdim=True).values), gen)
+
+
+@functools.lru_cache(maxsize=8)
+def uniform_base(vocab_size: int, masked: Tuple[int, ...], device: torch.device) -> Tuple[Tensor, Tensor, Tensor]:
+    """The base distribution of a reward whose "every other token" value is one number per row:
+    uniform over the vocabulary less ``masked``, as (log-weights, log of their total, CDF), float64.
+    The same at every step, so computed once (an exp and a cumsum over V per step otherwise)."""
+    shared = torch.zeros(vocab_size, dtype=torch.float64, device=device)
+    shared[list(masked)] = -math.inf
+    log_total = torch.logsumexp(shared, 0)
+    return shared, log_total, torch.exp(shared - log_total).cumsum(0)
 
 
 def sample_from_deltas(deltas: TokenDeltas, rows: Tensor, weight: float, vocab_size: int,
@@ -97,17 +129,18 @@ def sample_from_deltas(deltas: TokenDeltas, rows: Tensor, weight: float, vocab_s
     n, device = rows.numel(), rows.device
     base = deltas.base
     if base.size(-1) == 1:  # one value per row for every token outside the overrides
-        shared = torch.zeros(vocab_size, dtype=torch.float64, device=device)
+        shared, log_total, cdf = uniform_base(vocab_size, tuple(masked), device)
         per_row = base.reshape(-1).double()
         offset = per_row[rows] if per_row.numel() == deltas.tokens.size(0) else per_row.expand(n)
     else:  # one vector shared by the batch
         shared = weight * base.reshape(-1).double()
+        shared[list(masked)] = -math.inf
+        log_total = torch.logsumexp(shared, 0)
+        cdf = torch.exp(shared - log_total).cumsum(0)
         offset = torch.zeros(n, dtype=torch.float64, device=device)
     if deltas.row_offset is not None:
         offset = offset + deltas.row_offset.reshape(-1).double()[rows]
     offset = weight * offset
-    shared[list(masked)] = -math.inf
-    log_total = torch.logsumexp(shared, 0)
 
     tokens, values = deltas.tokens[rows], weight * deltas.values[rows].double()
     valid = tokens >= 0
@@ -130,7 +163,6 @@ def sample_from_deltas(deltas: TokenDeltas, rows: Tensor, weight: float, vocab_s
     out = tokens.gather(1, (pick - 1).clamp(min=0).unsqueeze(1)).squeeze(1)
 
     need = (pick == 0).nonzero().squeeze(1)
-    cdf = torch.exp(shared - log_total).cumsum(0)
     for _ in range(max_rounds):
         if need.numel() == 0:
             return out
@@ -154,14 +186,77 @@ def prev_output_tokens(target: Tensor, eos: int, pad: int) -> Tensor:
     return prev
 
 
+# exp in float32 takes a slow path, 20-100x the normal one, for arguments below its normal range
+# (about -87.3, -inf included): the logits are clamped there, and the tokens below LOG_NEGLIGIBLE
+# + log 2 (probability under 2^-124 of the most likely token's) get probability 0
+LOG_NEGLIGIBLE = -87.0
+
+
 def draw_tokens(logits: Tensor, banned: Sequence[int], gen: torch.Generator) -> Tensor:
-    """One token per row from softmax(logits), never one of ``banned`` (pad, bos). ``logits`` is
-    modified in place. Raises if a row has no allowed token with a finite logit."""
+    """One token per row from softmax(logits), never one of ``banned`` (pad, bos). ``logits`` (our
+    own buffer) is overwritten in place with the unnormalised probabilities, so the draw costs one
+    max, one exp and one sum over ``[rows, V]`` in the logits' dtype. Raises if a row has no
+    allowed token with a finite logit."""
     logits[:, list(banned)] = -math.inf
-    top = logits.max(dim=1).values
+    top = logits.amax(dim=1, keepdim=True)  # (max with dim also finds the indices: 8x slower on CPU)
     if not bool(torch.isfinite(top).all()):
         raise RuntimeError("a row has no allowed token with a finite logit")
-    return sample_categorical(logits - top.unsqueeze(1), gen)
+    weights = logits.sub_(top).clamp_(min=LOG_NEGLIGIBLE).exp_()
+    return sample_weights(torch.nn.functional.threshold_(weights, 2 * math.exp(LOG_NEGLIGIBLE), 0.0), gen)
+
+
+def logits_are_log_probs(model) -> bool:
+    """Whether ``model``'s log p_theta is the log-softmax of its output layer (no adaptive softmax, no
+    override of fairseq's ``get_normalized_probs``): then the raw logits are log p up to a constant
+    per row, which a softmax over the vocabulary ignores, and sampling needs no normalisation."""
+    try:
+        from fairseq.models import BaseFairseqModel, FairseqDecoder
+    except ImportError:
+        return False
+    allowed = {BaseFairseqModel.get_normalized_probs}
+    try:  # fairseq >= 0.12: the Transformer re-exports the base method for TorchScript
+        from fairseq.models.transformer import TransformerModelBase
+        allowed.add(TransformerModelBase.get_normalized_probs)
+    except ImportError:
+        pass
+    decoder = getattr(model, "decoder", None)
+    return (isinstance(model, BaseFairseqModel) and isinstance(decoder, FairseqDecoder)
+            and getattr(decoder, "adaptive_softmax", None) is None
+            and type(model).get_normalized_probs in allowed
+            and type(model).get_normalized_probs_scriptable is BaseFairseqModel.get_normalized_probs_scriptable
+            and type(decoder).get_normalized_probs is FairseqDecoder.get_normalized_probs
+            and type(decoder).get_normalized_probs_scriptable is FairseqDecoder.get_normalized_probs_scriptable)
+
+
+def model_scores(model, features: Tensor, normalise: bool = True) -> Tensor:
+    """log p_theta(. | y_<t, x) for the rows' decoder features ``[rows, C]``, float32 ``[rows, V]``,
+    up to a constant per row when ``normalise`` is False (for a softmax over the vocabulary)."""
+    logits = model.decoder.output_layer(features.unsqueeze(1))
+    if normalise:
+        logits = model.get_normalized_probs((logits, None), log_probs=True)
+    return logits.squeeze(1).float()
+
+
+def add_reward_increments(scores: Tensor, rows: Tensor, deltas: TokenDeltas, batch_rows: Tensor,
+                          weight: float) -> None:
+    """``scores[rows] += weight * dR`` in place (``dR`` of batch rows ``batch_rows``), up to a
+    constant per row. Where "every other token" has one finite value per row, only the override
+    tokens change (by ``weight * (override - base)``): no ``[rows, V]`` increment is built."""
+    base = deltas.base
+    if base.size(-1) == 1:
+        per_row = base.reshape(-1).double()
+        level = per_row[batch_rows] if per_row.numel() > 1 else per_row.expand(batch_rows.numel())
+        if deltas.row_offset is not None:
+            level = level + deltas.row_offset.reshape(-1).double()[batch_rows]
+        if bool(torch.isfinite(level).all()):
+            tokens = deltas.tokens[batch_rows]
+            listed = tokens >= 0
+            at = (rows.unsqueeze(1).expand_as(tokens)[listed], tokens[listed])
+            change = (weight * (deltas.values[batch_rows].double() - level.unsqueeze(1)))[listed]
+            # a token listed twice in a row has one value: both writes agree
+            scores.index_put_(at, scores[at] + change.to(scores.dtype))
+            return
+    scores[rows] += weight * deltas.expand(scores.size(1), scores.dtype)[batch_rows]
 
 
 PREFIX = -2  # SampledBatch.branch of a token copied from the reference by ``truth_prefix``
@@ -246,6 +341,9 @@ class SequenceSampler:
         steps = int(cap.max()) + 1
         gen = self.generator(device)
         branch_uses_model = torch.tensor([b.uses_model for b in self.branches], device=device)
+        # the model's rows of all branches are drawn together, where the first of them would draw
+        first_model_branch = next((k for k in live if self.branches[k].uses_model), None)
+        normalise = not logits_are_log_probs(model)
 
         tokens = refs.new_full((bsz, steps + 1), self.special.pad)  # decoder input stream
         tokens[:, 0] = self.special.eos  # fairseq decoders start from EOS
@@ -260,7 +358,8 @@ class SequenceSampler:
                 encoder_out = model.encoder.forward_torchscript(sample["net_input"]) if need_model else None
                 incremental_state: Dict[str, Dict[str, Optional[Tensor]]] = {}
                 for t in range(steps):
-                    z = self.draw_branches(weights, bsz, gen)
+                    # one live branch (MIXER, SPG without drop): nothing to draw
+                    z = self.draw_branches(weights, bsz, gen) if len(live) > 1 else refs.new_full((bsz,), live[0])
                     features = None
                     if need_model:
                         features = decoder.extract_features(tokens[:, : t + 1], encoder_out=encoder_out,
@@ -272,31 +371,29 @@ class SequenceSampler:
                         y = torch.where(copied, truth[:, min(t, truth.size(1) - 1)], y)
                         z = torch.where(copied, torch.full_like(z, PREFIX), z)
                         drawing = active & ~copied
-                    model_lprobs, model_row = None, None
-                    if need_model:  # one output-layer call for every row whose branch reads the model
+                    reads = None
+                    if need_model:  # every row whose branch reads the model, drawn in one call
                         reads = (drawing & branch_uses_model[z.clamp(min=0)] & (z >= 0)).nonzero().squeeze(1)
-                        if reads.numel():
-                            model_lprobs = self.log_probs(model, features[reads])
-                            model_row = torch.full_like(z, -1)
-                            model_row[reads] = torch.arange(reads.numel(), device=device)
                     for k in live:
+                        branch = self.branches[k]
+                        if branch.uses_model:
+                            if k == first_model_branch and reads.numel():
+                                y[reads] = self.draw_model_rows(model, features[reads], reads, z[reads],
+                                                                states, normalise, gen)
+                            continue
                         rows = ((z == k) & drawing).nonzero().squeeze(1)
                         if rows.numel() == 0:
                             continue
-                        branch = self.branches[k]
                         if branch.truth:
                             y[rows] = truth[rows, min(t, truth.size(1) - 1)]
-                            continue
-                        if not branch.uses_model and self.compact:  # exp(c dR): no [B, V] tensor
+                        elif self.compact:  # exp(c dR): no [B, V] tensor
                             y[rows] = sample_from_deltas(states[k].deltas(), rows, branch.reward_weight,
                                                          self.vocab_size, (self.special.pad, self.bos), gen)
-                            continue
-                        lprobs = model_lprobs[model_row[rows]] if branch.uses_model else None
-                        deltas = None
-                        if branch.reward_weight > 0 and branch.reward is not None:
-                            deltas = states[k].deltas().expand(self.vocab_size, torch.float32)[rows]
-                        logits = eq4_logits(branch, lprobs, deltas)
-                        y[rows] = self.draw_tokens(logits, branch, gen)
+                        else:
+                            scores = torch.zeros(rows.numel(), self.vocab_size, device=device)
+                            add_reward_increments(scores, torch.arange(rows.numel(), device=device),
+                                                  states[k].deltas(), rows, branch.reward_weight)
+                            y[rows] = self.draw_tokens(scores, (branch,), gen)
                     y = torch.where(t >= cap, torch.full_like(y, self.special.eos), y)
                     capped[:, t] = active & (t >= cap)
                     y = torch.where(active, y, torch.full_like(y, self.special.pad))
@@ -313,19 +410,32 @@ class SequenceSampler:
         return SampledBatch(self._as_sample(sample, tokens[:, : width + 1]), chosen[:, :width],
                             time.perf_counter() - start, capped[:, :width])
 
-    @staticmethod
-    def log_probs(model, features: Tensor) -> Tensor:
-        """log p_theta(. | y_<t, x) for the given rows' decoder features ``[rows, C]``."""
-        logits = model.decoder.output_layer(features.unsqueeze(1))
-        return model.get_normalized_probs((logits, None), log_probs=True).squeeze(1)
+    def draw_model_rows(self, model, features: Tensor, rows: Tensor, z: Tensor, states: dict, normalise: bool,
+                        gen: torch.Generator) -> Tensor:
+        """y_t for the batch rows ``rows`` whose branches ``z`` read the model: softmax(model_weight *
+        log p + reward_weight * dR), one output-layer call and one draw for all of them."""
+        scores = model_scores(model, features, normalise)
+        kinds = sorted(set(z.tolist()))
+        weights = [self.branches[k].model_weight for k in kinds]
+        if any(w != 1.0 for w in weights):
+            table = torch.tensor([b.model_weight for b in self.branches], dtype=scores.dtype, device=scores.device)
+            scores.mul_(table[z].unsqueeze(1))
+        for k in kinds:
+            branch = self.branches[k]
+            if branch.reward_weight > 0 and branch.reward is not None:
+                sel = (z == k).nonzero().squeeze(1)
+                add_reward_increments(scores, sel, states[k].deltas(), rows[sel], branch.reward_weight)
+        return self.draw_tokens(scores, tuple(self.branches[k] for k in kinds), gen)
 
-    def draw_tokens(self, logits: Tensor, branch: Branch, gen: torch.Generator) -> Tensor:
-        """One token per row from softmax(logits); pad and bos are never drawn."""
+    def draw_tokens(self, logits: Tensor, branches: Sequence[Branch], gen: torch.Generator) -> Tensor:
+        """One token per row from softmax(logits) (the Eq. 4 logits of ``branches``' rows, up to a
+        constant per row; overwritten); pad and bos are never drawn."""
         try:
             return draw_tokens(logits, (self.special.pad, self.bos), gen)
         except RuntimeError:  # impossible for the built-in rewards, by construction
-            raise RuntimeError(f"branch {branch.name!r}: a row has no token with a finite logit (reward "
-                               f"{branch.reward!r} gave -inf to every allowed token)") from None
+            names = ", ".join(f"{b.name!r} (reward {b.reward!r})" for b in branches)
+            raise RuntimeError(f"branch {names}: a row has no token with a finite logit (the reward gave "
+                               "-inf to every allowed token)") from None
 
     def _as_sample(self, sample: dict, stream: Tensor) -> dict:
         """The fairseq sample for teacher forcing on y (``stream`` = EOS + y)."""

@@ -37,9 +37,12 @@ class RecordingSampler(SequenceSampler):
         super().__init__(*a, compact=False, **kw)
         self.records = []
 
-    def draw_tokens(self, logits, branch, gen):
-        tokens = super().draw_tokens(logits, branch, gen)  # masks pad/bos in place first
-        self.records.append((branch, torch.softmax(logits.double(), dim=1), tokens.clone()))
+    def draw_tokens(self, logits, branches, gen):
+        masked = logits.double()  # (the draw overwrites logits with unnormalised probabilities)
+        masked[:, [TOY_SPECIAL.pad, 0]] = -math.inf  # pad and bos are never drawn
+        probs = torch.softmax(masked, dim=1)
+        tokens = super().draw_tokens(logits, branches, gen)
+        self.records.append((branches, probs, tokens.clone()))
         return tokens
 
 
@@ -276,3 +279,45 @@ def test_samples_fit_a_learned_position_table(name, fields):
     assert int(lengths.max()) == 42  # an untrained model runs on to the limit: 41 tokens + EOS
     assert bool(drawn.capped.any()) and torch.isfinite(loss)
     loss.backward()
+
+
+def test_two_level_cdf_inversion_is_the_float64_inversion_draw_by_draw():
+    """draw_tokens inverts the CDF in blocks (float32 block sums, float64 inside one block): for the
+    same uniform it returns the token of the whole-row float64 inversion, and its frequencies are
+    the softmax's. Rows span blocks of mass 0, -inf logits, banned tokens, a short tail block and
+    probabilities down to ~1e-30."""
+    from fairseq_erpo.sampling import CDF_BLOCK, draw_tokens
+
+    vocab, copies = 2 * CDF_BLOCK + 88, 20000
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(4, vocab, generator=gen) * 3
+    logits[1, : 2 * CDF_BLOCK] = -math.inf  # all the mass in the tail block
+    logits[2, CDF_BLOCK: 2 * CDF_BLOCK] = -math.inf  # a middle block of mass 0
+    logits[2, 7] = 12.0  # one dominant token
+    logits[3] = torch.linspace(-70.0, 0.0, vocab)  # probabilities from ~1e-30 to ~1e-2
+    banned = (1, 0)
+    batch = logits.repeat_interleave(copies, dim=0)
+    state = torch.Generator().manual_seed(17)
+    replay = torch.Generator().manual_seed(17)
+    drawn = draw_tokens(batch.clone(), banned, state)
+
+    dense = batch.double()
+    dense[:, list(banned)] = -math.inf
+    probs = torch.softmax(dense, dim=1)
+    cdf = probs.cumsum(1)
+    u = torch.rand(batch.size(0), 1, generator=replay, dtype=torch.float64) * cdf[:, -1:]
+    expected = torch.searchsorted(cdf, u, right=True).squeeze(1)
+    assert torch.equal(drawn, expected)
+
+    for g in range(logits.size(0)):
+        block = slice(g * copies, (g + 1) * copies)
+        counts = torch.bincount(drawn[block], minlength=vocab).double()
+        p = probs[g * copies]
+        assert (counts[p == 0] == 0).all()  # banned and -inf tokens are never drawn
+        big = p * copies >= 5  # chi-square over the tokens with expected count >= 5, the rest pooled
+        cells = torch.cat([counts[big], counts[~big].sum().unsqueeze(0)])
+        cell_p = torch.cat([p[big], p[~big].sum().unsqueeze(0)])
+        df = int(big.sum())
+        z = 3.719  # the 0.9999 quantile (Wilson-Hilferty approximation)
+        limit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+        assert chi_square(cells, cell_p) < limit, g

@@ -27,7 +27,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from omegaconf import II
 
-from ..sampling import UpdateSeededGenerator, draw_tokens
+from ..sampling import UpdateSeededGenerator, draw_tokens, logits_are_log_probs, model_scores
 from .erpo import logged_total
 from .progress import update_number, updates_into_epoch
 
@@ -127,13 +127,12 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
         return model.decoder.output_layer(torch.cat(features, dim=1)), {"attn": None}
 
     def model_tokens(self, model, features: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        with torch.no_grad():
-            logits = model.decoder.output_layer(features)
-            lprobs = model.get_normalized_probs((logits, None), log_probs=True)[:, 0].float()
+        with torch.no_grad():  # log p up to a constant per row: a softmax or argmax ignores it
+            scores = model_scores(model, features[:, 0], normalise=not logits_are_log_probs(model))
             if self.cfg.ss_decode == "argmax":
-                lprobs[:, [self.padding_idx, self.bos]] = -math.inf
-                return lprobs.argmax(dim=1)
-            return draw_tokens(lprobs, (self.padding_idx, self.bos), gen)
+                scores[:, [self.padding_idx, self.bos]] = -math.inf
+                return scores.argmax(dim=1)
+            return draw_tokens(scores, (self.padding_idx, self.bos), gen)
 
     @classmethod
     def reduce_metrics(cls, logging_outputs) -> None:
