@@ -6,16 +6,20 @@ Setting: the paper's LSTM preset (``lstm_erpo_iwslt_de_en``), Adam, batches of 6
 de-en training sentences (``../shared/data/iwslt14-de-en/train-partial``), on CPU. The
 dictionaries are built from those sentences and padded with unused symbols to the paper's
 vocabulary sizes (32K German, 23K English) so that the output layer costs what it costs in the
-paper's setup. Each batch is trained once by every criterion in turn (each with its own model
-and optimizer, all starting from the same weights); medians over batches are reported, per update
-(the issue's measure) and per target token (samples from an untrained model run longer than the
-references, up to --max-len-b more tokens, which the M-step then also trains on).
+paper's setup. Each batch is trained by every criterion in turn (each with its own model and
+optimizer, all starting from the same weights), --repeats times from the same weights and optimizer
+state (so the same samples and the same work), and each criterion keeps its fastest update on that
+batch (a busy machine only adds time). Ratios are taken per batch against
+cross_entropy's update on the same batch, then the median over batches is reported: per update and
+per target token (samples from an untrained model may run longer than the references, up to
+--max-len-b more tokens, which the M-step then also trains on).
 
-    python scripts/bench_step_time.py [--batches 12] [--threads 2] [--only raml mixer]
+    python scripts/bench_step_time.py [--batches 12] [--repeats 2] [--threads 2] [--only raml mixer]
 """
 import argparse
 import copy
 import logging
+import math
 import os
 import statistics
 import sys
@@ -43,7 +47,7 @@ CRITERIONS = {
 }
 # per target token, relative to cross_entropy (the E-step speed issue: sampling criterions within 1.35x,
 # scheduled sampling no slower than its 1.21x before that issue, data noising within 1.1x)
-TARGETS = {"interpolation": 1.35, "spg": 1.35, "mixer": 1.35, "raml (10 samples)": 1.35, "data_noising": 1.1,
+TARGETS = {"interpolation": 1.35, "spg (bang-bang": 1.35, "mixer": 1.35, "raml (10 samples)": 1.35, "data_noising": 1.1,
            "scheduled_sampling": 1.21}
 
 
@@ -95,6 +99,8 @@ def main():
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--batches", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="updates per batch and criterion; the fastest is kept (robust to a noisy machine)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--src-vocab", type=int, default=32000)
     parser.add_argument("--tgt-vocab", type=int, default=23000)
@@ -124,33 +130,48 @@ def main():
                        [], [], [])
     floor_times = []  # the E-step's floor: one no-grad forward of the model over the batch's tokens
     for k, batch in enumerate(batches):
-        for label, (model, criterion, optimizer, times, sample_times, tokens) in runs.items():
-            torch.manual_seed(k)
+        # each batch is trained --repeats times by every criterion in turn, and each criterion keeps
+        # its fastest repeat: interference from the rest of the machine only ever adds time
+        best = {}
+        floor = math.inf
+        # every repeat starts from the same weights and optimizer state: the same samples, the same work
+        saved = {label: (copy.deepcopy(run[0].state_dict()), copy.deepcopy(run[2].state_dict()))
+                 for label, run in runs.items()} if args.repeats > 1 else {}
+        for repeat in range(args.repeats):
+            for label, (model, criterion, optimizer, _, _, _) in runs.items():
+                if repeat > 0:
+                    model.load_state_dict(saved[label][0])
+                    optimizer.load_state_dict(saved[label][1])
+                torch.manual_seed(k)
+                start = time.perf_counter()
+                optimizer.zero_grad()
+                loss, _, log = criterion(model, batch)
+                loss.backward()
+                optimizer.step()
+                seconds = time.perf_counter() - start
+                if label not in best or seconds < best[label][0]:
+                    # target tokens trained on: the samples' (they may be longer), RAML's 10 (or
+                    # resampled M) per reference
+                    per_ref = (criterion.cfg.raml_resample or criterion.cfg.raml_samples) \
+                        if label.startswith("raml") else 1
+                    best[label] = (seconds, log.get("sample_time"), int(log["ntokens"]) * per_ref)
+            model = runs["cross_entropy"][0].eval()
             start = time.perf_counter()
-            optimizer.zero_grad()
-            loss, _, log = criterion(model, batch)
-            loss.backward()
-            optimizer.step()
-            if k > 0:  # the first batch warms up allocators and the compiled kernels
-                times.append(time.perf_counter() - start)
-                sample_times.append(log.get("sample_time"))
-                # target tokens trained on: the samples' (they may be longer), RAML's 10 (or resampled
-                # M) per reference
-                per_ref = (criterion.cfg.raml_resample or criterion.cfg.raml_samples) if label.startswith("raml") else 1
-                tokens.append(int(log["ntokens"]) * per_ref)
-        model = runs["cross_entropy"][0].eval()
-        start = time.perf_counter()
-        with torch.no_grad():
-            model(**batch["net_input"])
-        if k > 0:
-            floor_times.append(time.perf_counter() - start)
-        model.train()
+            with torch.no_grad():
+                model(**batch["net_input"])
+            floor = min(floor, time.perf_counter() - start)
+            model.train()
+        if k > 0:  # the first batch warms up allocators and the compiled kernels
+            for label, (_, _, _, times, sample_times, tokens) in runs.items():
+                times.append(best[label][0])
+                sample_times.append(best[label][1])
+                tokens.append(best[label][2])
+            floor_times.append(floor)
     ntok = statistics.median(int(b["ntokens"]) for b in batches[1:])
     print(f"torch {torch.__version__}, {args.threads} threads; LSTM preset, vocab {len(src_dict)} / {len(tgt_dict)}; "
-          f"{args.batches} batches of {args.batch_size} IWSLT14 sentences (median {ntok} target tokens)")
+          f"{args.batches} batches of {args.batch_size} IWSLT14 sentences (median {ntok} target tokens), the "
+          f"fastest of {args.repeats} updates per batch")
     ce_times, ce_tokens = runs["cross_entropy"][3], runs["cross_entropy"][5]
-    ce = statistics.median(ce_times)
-    ce_per_token = statistics.median(t / n for t, n in zip(ce_times, ce_tokens))
     floor = statistics.median(f / t for f, t in zip(floor_times, ce_times))
     print(f"E-step floor (one no-grad forward over the same tokens) = {floor:.2f} of an MLE update, so a "
           f"sampling criterion costs >= {1 + floor:.2f}x cross_entropy per target token")
@@ -158,15 +179,18 @@ def main():
           f"{'per token':>9} {'target':>8}")
     for label, (_, _, _, times, sample_times, tokens) in runs.items():
         med = statistics.median(times)
-        per_token = statistics.median(t / n for t, n in zip(times, tokens))
+        # ratios per batch, each against cross_entropy's update on the same batch moments before
+        # (the machine's speed drifts between batches; a ratio of medians would carry the drift)
+        per_update = statistics.median(t / c for t, c in zip(times, ce_times))
+        per_token = statistics.median((t / n) / (c / m) for t, n, c, m in zip(times, tokens, ce_times, ce_tokens))
         target = next((v for k, v in TARGETS.items() if label.startswith(k)), None)
-        verdict = "" if target is None else f"<= {target}x" + ("" if per_token / ce_per_token <= target else " MISSED")
+        verdict = "" if target is None else f"<= {target}x" + ("" if per_token <= target else " MISSED")
         timed = [e for e in sample_times if e is not None]
         e_step = f"{statistics.median(timed):8.3f}" if timed else f"{'-':>8}"
         # E / M: the E-step's time over the rest of the update (forward, backward, optimizer)
         ratio = f"{statistics.median(e / (t - e) for e, t in zip(timed, times)):6.2f}" if timed else f"{'-':>6}"
-        print(f"{label:34} {med:8.3f} {e_step} {ratio} {statistics.median(tokens):6.0f} {med / ce:9.2f}x "
-              f"{per_token / ce_per_token:8.2f}x {verdict}")
+        print(f"{label:34} {med:8.3f} {e_step} {ratio} {statistics.median(tokens):6.0f} {per_update:9.2f}x "
+              f"{per_token:8.2f}x {verdict}")
 
 
 if __name__ == "__main__":

@@ -101,3 +101,40 @@ def test_reward_without_a_target_dictionary_fails():
     from fairseq_erpo.criterions.spg import SpgConfig, SpgCriterion
     with pytest.raises(ValueError, match="--reward bleu: needs the task's target dictionary"):
         SpgCriterion(no_dict, SpgConfig(sentence_avg=False))
+
+
+TRANSFORMER = {"--arch": "transformer", "--encoder-layers": "1", "--decoder-layers": "1",
+               "--encoder-embed-dim": "16", "--decoder-embed-dim": "16", "--encoder-ffn-embed-dim": "32",
+               "--decoder-ffn-embed-dim": "32", "--encoder-attention-heads": "2", "--decoder-attention-heads": "2",
+               "--dropout": "0.3"}
+
+
+@pytest.mark.parametrize("overrides", [{}, TRANSFORMER], ids=["lstm", "transformer"])
+def test_samples_wider_than_their_references_train_on_their_tokens_only(overrides):
+    """Samples that run past their references widen the batch; the M-step then projects only the
+    sampled tokens onto the vocabulary (criterions/packed.py), with the loss and gradients of
+    fairseq's cross entropy on the same padded batch, and the same dropout masks."""
+    task, cfg = synthetic_task("translation", **overrides)
+    torch.manual_seed(3)
+    model = task.build_model(cfg.model)
+    sample = first_batch(task)
+    spg = build(task, cfg, "spg", bang_bang_weight=1.0, bang_bang_drop=0.0)  # an untrained model runs long
+    torch.manual_seed(11)
+    model.eval()
+    drawn = spg.draw(model, sample)
+    assert drawn["target"].size(1) > sample["target"].size(1)
+    pad = task.target_dictionary.pad()
+    assert float((drawn["target"] == pad).float().mean()) > 0.05  # the padding the packed M-step skips
+
+    from fairseq_erpo.criterions.packed import target_nll
+    loss_ce, size_ce, log_ce, grads_ce = loss_and_grads(model, build(task, cfg, "cross_entropy"), drawn)
+    loss, size, log, grads = loss_and_grads(model, spg, drawn)
+    assert size == size_ce and log["ntokens"] == log_ce["ntokens"] and log["nsentences"] == log_ce["nsentences"]
+    assert loss.item() > 0 and torch.allclose(loss, loss_ce, rtol=1e-6, atol=0)
+    for name in grads_ce:
+        scale = grads_ce[name].abs().max().clamp(min=1e-12)
+        assert ((grads[name] - grads_ce[name]).abs() <= 1e-5 * scale).all(), name
+    torch.manual_seed(7)
+    nll = target_nll(model, drawn, pad)
+    assert nll.shape == drawn["target"].shape and bool((nll[drawn["target"] == pad] == 0).all())
+    assert torch.allclose(nll.sum(), loss_ce, rtol=1e-6, atol=0)

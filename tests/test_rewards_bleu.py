@@ -120,6 +120,34 @@ def test_compiled_sentence_stats_equal_the_torch_path():
         assert torch.equal(got, expected)
 
 
+@pytest.mark.parametrize("smooth", SMOOTHING)
+@pytest.mark.parametrize("effective_order", [True, False])
+def test_compiled_closed_form_equals_the_torch_path(smooth, effective_order):
+    """cpu_kernels.bleu_scores is bleu_from_stats row by row: the same scores, to libm's rounding,
+    on statistics with no match, orders without n-grams, empty hypotheses and the [B, L, N]
+    candidate layout of the token-level increments."""
+    from fairseq_erpo.rewards import cpu_kernels
+    from fairseq_erpo.rewards.bleu import bleu_from_stats
+    gen = torch.Generator().manual_seed(21)
+    total = torch.randint(0, 7, (60, 9, 4), generator=gen).sort(dim=-1, descending=True).values
+    correct = (torch.rand(60, 9, 4, generator=gen) * (total + 1)).floor().long().clamp(max=total)
+    correct[::5] = 0  # nothing matches: BLEU 0 before smoothing
+    sys_len = total[..., 0] + torch.randint(0, 2, (60, 9), generator=gen)
+    sys_len[::7, 0] = 0
+    ref_len = torch.randint(0, 14, (60, 1), generator=gen).expand(60, 9)
+    compiled = bleu_from_stats(correct, total, sys_len, ref_len, smooth, None, effective_order)
+    assert cpu_kernels.bleu_scores(correct, total, sys_len, ref_len, smooth, 1.0, effective_order) is not None
+    previous = cpu_kernels.set_enabled(False)
+    try:
+        plain = bleu_from_stats(correct, total, sys_len, ref_len, smooth, None, effective_order)
+    finally:
+        cpu_kernels.set_enabled(previous)
+    assert compiled.shape == plain.shape == (60, 9) and compiled.dtype == torch.float64
+    assert int((plain > 0).sum()) > 50 and bool((plain == 0).any())
+    assert torch.equal(compiled == 0, plain == 0)
+    assert torch.allclose(compiled, plain, rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     hyps, refs = random_pairs(500, seed=2)

@@ -321,3 +321,107 @@ def test_two_level_cdf_inversion_is_the_float64_inversion_draw_by_draw():
         z = 3.719  # the 0.9999 quantile (Wilson-Hilferty approximation)
         limit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
         assert chi_square(cells, cell_p) < limit, g
+
+
+@pytest.mark.parametrize("flags, overrides", [
+    ((), {}),
+    (("--share-decoder-input-output-embed",), {}),
+    (("--share-decoder-input-output-embed",), {
+        "--arch": "transformer", "--encoder-layers": "1", "--decoder-layers": "1", "--encoder-embed-dim": "16",
+        "--decoder-embed-dim": "16", "--encoder-ffn-embed-dim": "32", "--decoder-ffn-embed-dim": "32",
+        "--encoder-attention-heads": "2", "--decoder-attention-heads": "2"}),
+])
+def test_linear_output_layer_is_the_decoders_and_bounds_every_logit(flags, overrides):
+    """fairseq's LSTM (own or tied output embedding) and Transformer decoders: the plain product is
+    their output layer, and ||h|| max||w|| + max b bounds every logit of a row."""
+    from erpo_helpers import synthetic_task
+    from fairseq_erpo.sampling import LinearOutputLayer
+
+    task, cfg = synthetic_task("translation", *flags, **overrides)
+    torch.manual_seed(4)
+    model = task.build_model(cfg.model)
+    output = LinearOutputLayer.of(model)
+    assert output is not None and (output.bias is None) == bool(flags)
+    width = output.weight.size(1)
+    features = torch.randn(6, width) * torch.tensor([0.1, 1.0, 3.0, 10.0, 30.0, 100.0]).unsqueeze(1)
+    with torch.no_grad():
+        expected = model.decoder.output_layer(features.unsqueeze(1)).squeeze(1)
+    scale = expected.abs().amax(1, keepdim=True)  # float32 products differ in rounding only
+    assert ((output.logits(features) - expected).abs() <= 1e-5 * scale).all()
+    tokens = torch.randint(0, len(task.target_dictionary), (6, 9))
+    assert ((output.logits_of(features, tokens) - expected.gather(1, tokens)).abs() <= 1e-5 * scale).all()
+    assert (expected.double().amax(1) <= output.bound(features)).all()
+
+
+def test_a_decoder_with_its_own_output_layer_gets_no_shortcut():
+    from fairseq_erpo.sampling import LinearOutputLayer
+
+    assert LinearOutputLayer.of(ToyModel(V)) is None
+
+
+def test_dominant_reward_draws_are_the_dense_softmax():
+    """Where the reward increments of a row's override tokens put every other token more than 88
+    below them (in log-weight, for every possible logit), the draw over the overrides alone has the
+    dense softmax's distribution; rows where that cannot be shown are left to the dense draw."""
+    from erpo_helpers import synthetic_task
+    from fairseq_erpo.rewards import TokenDeltas
+    from fairseq_erpo.sampling import LOG_NEGLIGIBLE, LinearOutputLayer, draw_dominant_overrides
+
+    task, cfg = synthetic_task("translation")
+    torch.manual_seed(2)
+    model = task.build_model(cfg.model)
+    output = LinearOutputLayer.of(model)
+    vocab, pad, bos = len(task.target_dictionary), task.target_dictionary.pad(), task.target_dictionary.bos()
+    gen = torch.Generator().manual_seed(9)
+    features = torch.randn(5, output.weight.size(1), generator=gen)
+    features[3] *= 400.0  # a bound so loose that no gain below ~10^3 decides the row
+    base = torch.tensor([[0.2], [0.0], [-1.0], [0.1], [0.0]], dtype=torch.float64)
+    tokens = torch.tensor([[5, 9, 11, 14], [5, 9, -1, -1], [7, 7, pad, 12], [5, 6, 8, -1], [bos, 6, 6, 30]])
+    gain = torch.tensor([[300.0, 298.0, 294.0, 20.0],  # three tokens share the mass
+                         [60.0, 70.0, 0.0, 0.0],  # 70 < 88: cannot decide
+                         [250.0, 250.0, 900.0, 249.0],  # a token listed twice counts once; pad never drawn
+                         [300.0, 300.0, 300.0, 0.0],  # decided only if the loose bound allows it
+                         [5000.0, 1000.0, 1000.0, 999.0]], dtype=torch.float64)  # bos banned
+    weight = 1e4
+    deltas = TokenDeltas(base, tokens, base + gain / weight)
+    rows = torch.arange(5)
+    decided, _ = draw_dominant_overrides(features, deltas, rows, 1.0, weight, output, (pad, bos), gen)
+
+    with torch.no_grad():
+        logits = model.decoder.output_layer(features.unsqueeze(1)).squeeze(1).double()
+    dense = logits.clone()
+    for i in range(5):
+        for j in range(4):
+            if tokens[i, j] >= 0:
+                dense[i, tokens[i, j]] = logits[i, tokens[i, j]] + float(gain[i, j])  # listed twice: one value
+    dense[:, [pad, bos]] = -math.inf
+    probs = torch.softmax(dense, dim=1)
+    listed = torch.zeros(5, vocab, dtype=torch.bool)
+    for i in range(5):
+        listed[i, tokens[i][tokens[i] >= 0]] = True
+    outside = torch.where(listed, torch.zeros_like(probs), probs).amax(1)
+    bound_gap = output.bound(features) - dense.masked_fill(~listed, -math.inf).amax(1)
+    assert decided.tolist() == [True, False, True, False, True]
+    assert (bound_gap[decided] < LOG_NEGLIGIBLE - 1).all()  # as the rule states, recomputed here
+    assert (outside[decided] < 2.0 ** -124).all()  # the dense draw gives those tokens probability 0
+
+    copies = 20000
+    many = rows.repeat_interleave(copies)
+    decided, drawn = draw_dominant_overrides(features[many], deltas, many, 1.0, weight, output, (pad, bos), gen)
+    for i in (0, 2, 4):
+        block = slice(i * copies, (i + 1) * copies)
+        assert decided[block].all()
+        before = int(decided[: i * copies].sum())
+        counts = torch.bincount(drawn[before: before + copies], minlength=vocab).double()
+        p = probs[i]
+        assert (counts[p < 1e-12] == 0).all()  # banned and negligible tokens are never drawn
+        keep = p * copies >= 5
+        df = int(keep.sum()) - 1
+        cells = torch.cat([counts[keep], counts[~keep].sum().unsqueeze(0)])
+        cell_p = torch.cat([p[keep], p[~keep].sum().unsqueeze(0)])
+        if df > 0:
+            z = 3.719  # the 0.9999 quantile (Wilson-Hilferty approximation)
+            limit = df * (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+            assert chi_square(cells, cell_p) < limit, i
+        else:
+            assert counts[keep].sum() == copies

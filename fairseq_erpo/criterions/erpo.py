@@ -24,6 +24,7 @@ from omegaconf import II
 from ..algorithms import Branch, ErpoPoint
 from ..rewards import Reward, SpecialTokens, build_reward
 from ..sampling import SampledBatch, SequenceSampler
+from .packed import target_nll
 
 SAMPLED_KEY = "erpo_sampled"  # a sample that already went through the E-step carries its SampledBatch
 
@@ -96,7 +97,17 @@ class SamplingCriterion(CrossEntropyCriterion):
     def forward(self, model, sample, reduce=True):
         if model.training and SAMPLED_KEY not in sample:
             sample = self.draw(model, sample)
-        loss, sample_size, logging_output = super().forward(model, sample, reduce=reduce)
+        nll = None
+        if SAMPLED_KEY in sample and reduce and sample["target"].size(1) > sample[SAMPLED_KEY][1].size(1):
+            # samples wider than their references: the output layer at the sampled tokens only
+            nll = target_nll(model, sample, self.padding_idx)
+        if nll is None:  # fairseq's cross entropy itself
+            loss, sample_size, logging_output = super().forward(model, sample, reduce=reduce)
+        else:
+            loss = nll.sum()
+            sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+            logging_output = {"loss": loss.data, "ntokens": sample["ntokens"], "nsentences": sample["target"].size(0),
+                              "sample_size": sample_size}
         if SAMPLED_KEY in sample:
             logging_output.update(self.sampling_log(*sample[SAMPLED_KEY]))
         return loss, sample_size, logging_output

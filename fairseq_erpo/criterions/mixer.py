@@ -35,6 +35,7 @@ from ..algorithms import Branch
 from ..rewards import SpecialTokens, build_reward
 from ..sampling import SequenceSampler
 from .erpo import SamplingConfig, logged_total
+from .packed import target_nll
 from .progress import current_epoch, restores_state, save_value, saved_value, update_number
 
 BASELINE_KEY = "mixer_baseline"  # the running mean, in the task's checkpointed state
@@ -122,10 +123,12 @@ class MixerCriterion(CrossEntropyCriterion):
         prefix = ((refs != pad).sum(1) - tail).clamp(min=0)
         drawn = self.sampler.sample(model, sample, (1.0,), truth_prefix=prefix)
         y = drawn.sample["target"]
-        net_output = model(**drawn.sample["net_input"])
-        lprobs = model.get_normalized_probs(net_output, log_probs=True)
-        nll = F.nll_loss(lprobs.view(-1, lprobs.size(-1)), y.view(-1), ignore_index=pad,
-                         reduction="none").view_as(y)
+        nll = target_nll(model, drawn.sample, pad)  # the output layer at the sampled tokens only
+        if nll is None:  # another model: its own forward over the padded batch
+            net_output = model(**drawn.sample["net_input"])
+            lprobs = model.get_normalized_probs(net_output, log_probs=True)
+            nll = F.nll_loss(lprobs.view(-1, lprobs.size(-1)), y.view(-1), ignore_index=pad,
+                             reduction="none").view_as(y)
         with torch.no_grad():
             gain = self.reward.score(y, refs) - self.reward.score(truncated_references(refs, prefix, eos, pad), refs)
             advantage = gain

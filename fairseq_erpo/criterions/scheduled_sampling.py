@@ -19,6 +19,7 @@ teacher forcing: exactly fairseq's ``cross_entropy``.
 """
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 from fairseq.criterions import register_criterion
@@ -27,7 +28,7 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from omegaconf import II
 
-from ..sampling import UpdateSeededGenerator, draw_tokens, logits_are_log_probs, model_scores
+from ..sampling import LinearOutputLayer, UpdateSeededGenerator, draw_tokens, logits_are_log_probs, model_scores
 from .erpo import logged_total
 from .progress import update_number, updates_into_epoch
 
@@ -112,6 +113,9 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
         incremental_state = {}
         inputs = prev[:, :1]
         features = []
+        # the output layer as a plain product for the model tokens' draws (a transposed copy of its
+        # weight, made once per update, reads faster at these batch sizes); None: the decoder's own
+        output = LinearOutputLayer.of(model) if logits_are_log_probs(model) else None
         for t in range(prev.size(1)):
             x, _ = model.decoder.extract_features(inputs, encoder_out=encoder_out,
                                                   incremental_state=incremental_state)
@@ -122,13 +126,14 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
             rows = (~truth[:, t + 1]).nonzero().squeeze(1)
             if rows.numel():
                 column = column.clone()
-                column[rows] = self.model_tokens(model, x[rows, -1:].detach(), gen)
+                column[rows] = self.model_tokens(model, x[rows, -1:].detach(), gen, output)
             inputs = torch.cat([inputs, column.unsqueeze(1)], dim=1)  # new tensor: no in-place edits
         return model.decoder.output_layer(torch.cat(features, dim=1)), {"attn": None}
 
-    def model_tokens(self, model, features: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def model_tokens(self, model, features: torch.Tensor, gen: torch.Generator,
+                     output: Optional[LinearOutputLayer] = None) -> torch.Tensor:
         with torch.no_grad():  # log p up to a constant per row: a softmax or argmax ignores it
-            scores = model_scores(model, features[:, 0], normalise=not logits_are_log_probs(model))
+            scores = model_scores(model, features[:, 0], normalise=not logits_are_log_probs(model), output=output)
             if self.cfg.ss_decode == "argmax":
                 scores[:, [self.padding_idx, self.bos]] = -math.inf
                 return scores.argmax(dim=1)

@@ -42,6 +42,9 @@ def bleu_from_stats(correct: Tensor, total: Tensor, sys_len: Tensor, ref_len: Te
     ``sys_len``/``ref_len``: ``[...]``. Returns float64 ``[...]``.
     """
     value = check_smoothing(smooth, smooth_value)
+    compiled = cpu_kernels.bleu_scores(correct, total, sys_len, ref_len, smooth, value, effective_order)
+    if compiled is not None:  # CPU: the same arithmetic, one compiled pass
+        return compiled
     correct, total = correct.double(), total.double()
     sys_len, ref_len = sys_len.double(), ref_len.double()
     order = correct.size(-1)

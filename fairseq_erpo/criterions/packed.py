@@ -1,0 +1,59 @@
+"""The M-step's negative log-likelihood with the output layer run at the target tokens only.
+
+fairseq's ``cross_entropy`` projects every position of the padded ``[B, L]`` batch onto the
+vocabulary. On references that padding is small (batches are length-sorted); on samples it is not:
+one sample that runs on to the length cap widens the whole batch, and on IWSLT14 batches SPG's and
+the interpolation's samples were 20-40% wider than their references (e.g. 29 columns for 21) while
+holding 5-7% more tokens. The projection, log-softmax and their backward dominate the update (V =
+23K against a hidden size of 256), so the M-step paid for the padding. Here the decoder runs as
+usual and only its features at the target tokens go through the output layer: the same loss and
+gradients (fairseq's nll over non-pad tokens), up to float summation order, and the same dropout
+masks (the same modules run in the same order).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..sampling import LinearOutputLayer, logits_are_log_probs
+
+
+def decoder_features(model, net_input: dict) -> Optional[Tuple[Tensor, Any]]:
+    """(features ``[B, L, C]``, extra) from the model's own forward without its output layer, for
+    fairseq's LSTM and Transformer encoder-decoders; None for any other model."""
+    if LinearOutputLayer.of(model) is None or not logits_are_log_probs(model):
+        return None
+    from fairseq.models import FairseqEncoderDecoderModel
+    from fairseq.models.lstm import LSTMDecoder, LSTMModel
+    model_class, decoder_class = type(model), type(model.decoder)
+    try:
+        from fairseq.models.transformer import TransformerDecoderBase, TransformerModelBase
+        if model_class.forward is TransformerModelBase.forward and \
+                decoder_class.forward is TransformerDecoderBase.forward:
+            return model(**net_input, features_only=True)
+    except ImportError:
+        pass
+    # LSTMModel.forward is the base class's encoder-then-decoder, with an incremental state
+    if model_class.forward in (FairseqEncoderDecoderModel.forward, LSTMModel.forward) and \
+            model_class.extract_features is FairseqEncoderDecoderModel.extract_features and \
+            decoder_class.forward is LSTMDecoder.forward:
+        return model.extract_features(**net_input)
+    return None
+
+
+def target_nll(model, sample: dict, padding_idx: int) -> Optional[Tensor]:
+    """-log p_theta(y_t | y_<t, x) per target token, ``[B, L]`` with 0 at padding, computed with the
+    output layer at the target tokens only; None where :func:`decoder_features` does not apply."""
+    out = decoder_features(model, sample["net_input"])
+    if out is None:
+        return None
+    features, extra = out
+    target = sample["target"]
+    at = target != padding_idx
+    logits = model.decoder.output_layer(features[at])
+    lprobs = model.get_normalized_probs((logits, extra), log_probs=True)
+    nll = F.nll_loss(lprobs, target[at], reduction="none")
+    return torch.zeros(target.shape, dtype=nll.dtype, device=nll.device).masked_scatter(at, nll)
