@@ -276,7 +276,8 @@ class LinearOutputLayer:
     def logits_of(self, features: Tensor, tokens: Tensor) -> Tensor:
         """``output_layer(features)[i, tokens[i, k]]`` for ``[n, K]`` token ids >= 0, float32 ``[n, K]``."""
         # an embedding lookup and a product summed over C: 3-5x faster than indexing + bmm on CPU
-        logits = (torch.nn.functional.embedding(tokens, self.weight) * features.unsqueeze(1).to(self.weight.dtype)).sum(2)
+        rows = torch.nn.functional.embedding(tokens, self.weight)  # [n, K, C]
+        logits = (rows * features.unsqueeze(1).to(self.weight.dtype)).sum(2)
         if self.bias is not None:
             logits += self.bias[tokens]
         return logits.float()
@@ -310,6 +311,18 @@ def _plain_linear_projection(decoder) -> Optional[Tuple[Tensor, Optional[Tensor]
     return None
 
 
+def row_levels(deltas: TokenDeltas, batch_rows: Tensor) -> Optional[Tensor]:
+    """float64 ``[n]``: dR of every token outside the overrides, for batch rows ``batch_rows``, where
+    the increments have one such value per row; None where the base is a vector over the vocabulary."""
+    if deltas.base.size(-1) != 1:
+        return None
+    per_row = deltas.base.reshape(-1).double()
+    level = per_row[batch_rows] if per_row.numel() > 1 else per_row.expand(batch_rows.numel())
+    if deltas.row_offset is not None:
+        level = level + deltas.row_offset.reshape(-1).double()[batch_rows]
+    return level
+
+
 def draw_dominant_overrides(features: Tensor, deltas: TokenDeltas, batch_rows: Tensor, model_weight: float,
                             reward_weight: float, output: LinearOutputLayer, banned: Sequence[int],
                             gen: torch.Generator) -> Optional[Tuple[Tensor, Tensor]]:
@@ -322,13 +335,9 @@ def draw_dominant_overrides(features: Tensor, deltas: TokenDeltas, batch_rows: T
     and threshold), and the draw is the same one over the overrides, whose logits are computed for
     those few tokens only (``output.logits_of``). Returns (which rows [n] bool, their tokens), or
     None where the increments have no finite per-row base (nothing is decided here then)."""
-    base = deltas.base
-    if base.size(-1) != 1:
+    level = row_levels(deltas, batch_rows)
+    if level is None:
         return None
-    per_row = base.reshape(-1).double()
-    level = per_row[batch_rows] if per_row.numel() > 1 else per_row.expand(batch_rows.numel())
-    if deltas.row_offset is not None:
-        level = level + deltas.row_offset.reshape(-1).double()[batch_rows]
     tokens = deltas.tokens[batch_rows]
     allowed = tokens >= 0
     for token in banned:
@@ -381,20 +390,15 @@ def add_reward_increments(scores: Tensor, rows: Tensor, deltas: TokenDeltas, bat
     """``scores[rows] += weight * dR`` in place (``dR`` of batch rows ``batch_rows``), up to a
     constant per row. Where "every other token" has one finite value per row, only the override
     tokens change (by ``weight * (override - base)``): no ``[rows, V]`` increment is built."""
-    base = deltas.base
-    if base.size(-1) == 1:
-        per_row = base.reshape(-1).double()
-        level = per_row[batch_rows] if per_row.numel() > 1 else per_row.expand(batch_rows.numel())
-        if deltas.row_offset is not None:
-            level = level + deltas.row_offset.reshape(-1).double()[batch_rows]
-        if bool(torch.isfinite(level).all()):
-            tokens = deltas.tokens[batch_rows]
-            listed = tokens >= 0
-            at = (rows.unsqueeze(1).expand_as(tokens)[listed], tokens[listed])
-            change = (weight * (deltas.values[batch_rows].double() - level.unsqueeze(1)))[listed]
-            # a token listed twice in a row has one value: both writes agree
-            scores.index_put_(at, scores[at] + change.to(scores.dtype))
-            return
+    level = row_levels(deltas, batch_rows)
+    if level is not None and bool(torch.isfinite(level).all()):
+        tokens = deltas.tokens[batch_rows]
+        listed = tokens >= 0
+        at = (rows.unsqueeze(1).expand_as(tokens)[listed], tokens[listed])
+        change = (weight * (deltas.values[batch_rows].double() - level.unsqueeze(1)))[listed]
+        # a token listed twice in a row has one value: both writes agree
+        scores.index_put_(at, scores[at] + change.to(scores.dtype))
+        return
     scores[rows] += weight * deltas.expand(scores.size(1), scores.dtype)[batch_rows]
 
 
