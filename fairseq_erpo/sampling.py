@@ -252,10 +252,7 @@ class LinearOutputLayer:
     def of(cls, model) -> Optional["LinearOutputLayer"]:
         """The output layer of fairseq's LSTM and Transformer decoders (tied or not); None for any
         other decoder, an adaptive softmax, or a projection with hooks."""
-        decoder = getattr(model, "decoder", None)
-        if decoder is None or getattr(decoder, "adaptive_softmax", None) is not None:
-            return None
-        projection = _plain_linear_projection(decoder)
+        projection = linear_output_projection(model)
         if projection is None:
             return None
         weight, bias = projection
@@ -285,6 +282,16 @@ class LinearOutputLayer:
     def bound(self, features: Tensor) -> Tensor:
         """float64 ``[n]``: no logit of row i exceeds it."""
         return features.double().norm(dim=1) * self.max_norm + self.max_bias
+
+
+def linear_output_projection(model) -> Optional[Tuple[Tensor, Optional[Tensor]]]:
+    """(weight, bias) of ``model``'s output layer where it is exactly ``F.linear`` (fairseq's LSTM
+    and Transformer decoders, own or tied embedding, no adaptive softmax, no hooks); else None.
+    A check of classes and attributes: nothing is copied or computed."""
+    decoder = getattr(model, "decoder", None)
+    if decoder is None or getattr(decoder, "adaptive_softmax", None) is not None:
+        return None
+    return _plain_linear_projection(decoder)
 
 
 def _plain_linear_projection(decoder) -> Optional[Tuple[Tensor, Optional[Tensor]]]:

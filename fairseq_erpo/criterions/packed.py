@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..sampling import LinearOutputLayer, logits_are_log_probs
+from ..sampling import linear_output_projection, logits_are_log_probs
 
 
 def decoder_features(model, net_input: dict) -> Optional[Tuple[Tensor, Any]]:
     """(features ``[B, L, C]``, extra) from the model's own forward without its output layer, for
     fairseq's LSTM and Transformer encoder-decoders; None for any other model."""
-    if LinearOutputLayer.of(model) is None or not logits_are_log_probs(model):
+    # (not LinearOutputLayer.of, which copies the weight: this runs at every update)
+    if linear_output_projection(model) is None or not logits_are_log_probs(model):
         return None
     from fairseq.models import FairseqEncoderDecoderModel
     from fairseq.models.lstm import LSTMDecoder, LSTMModel
