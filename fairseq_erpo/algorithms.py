@@ -61,15 +61,22 @@ INTERPOLATION_BRANCHES = ("model", "reward", "truth")
 INTERPOLATION_LAMBDAS = (0.04, 0.0, 0.96)
 
 
-def interpolation_branches(reward: str, scale: float) -> Tuple[Branch, Branch, Branch]:
-    """z = 1: exp{c log p_theta}; z = 2: exp{c dR_comm}; z = 3: y*_t (R_delta)."""
+def interpolation_branches(reward: str, scale: float,
+                           reward_scale: Optional[float] = None) -> Tuple[Branch, Branch, Branch]:
+    """z = 1: exp{c log p_theta}; z = 2: exp{c_R dR_comm} (c_R = ``reward_scale``, default c, the
+    paper's single c); z = 3: y*_t (R_delta)."""
     if not scale > 0:
         raise ValueError(f"--sample-scale must be > 0, got {scale}")
+    if reward_scale is None:
+        reward_scale = scale
+    if not (math.isfinite(reward_scale) and reward_scale > 0):
+        raise ValueError(f"--reward-sample-scale must be a finite number > 0, got {reward_scale} "
+                         "(leave it unset for the paper's single --sample-scale)")
     if reward == "delta":
         raise ValueError("--reward delta: the interpolation's ground-truth branch already is R_delta; "
                          "choose a smooth reward for the reward branch (bleu, rouge, ...)")
     return (Branch("model", None, model_weight=scale, reward_weight=0.0),
-            Branch("reward", reward, model_weight=0.0, reward_weight=scale),
+            Branch("reward", reward, model_weight=0.0, reward_weight=reward_scale),
             Branch("truth", "delta", model_weight=0.0, reward_weight=1.0, truth=True))
 
 

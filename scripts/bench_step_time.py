@@ -35,7 +35,7 @@ CRITERIONS = {
     "erpo (delta, a=0, b=1: MLE)": {"_name": "erpo", "reward": "delta", "alpha": 0.0, "beta": 1.0},
     "interpolation (0.04,0,0.96)": {"_name": "interpolation"},
     "interpolation (0.3,0.3,0.4)": {"_name": "interpolation", "lambdas": "0.3,0.3,0.4"},
-    "spg (bang-bang: W 1e6, drop 0.2)": {"_name": "spg"},
+    "spg (bang-bang: W 1e6, drop 0.2)": {"_name": "spg", "bang_bang_weight": 1e6, "bang_bang_drop": 0.2},
     "spg (plain Eq. 4: W 1, drop 0)": {"_name": "spg", "bang_bang_weight": 1.0, "bang_bang_drop": 0.0},
     "data_noising (unigram)": {"_name": "data_noising"},
     "scheduled_sampling (eps 0.5)": {"_name": "scheduled_sampling", "ss_schedule": "constant", "ss_eps": 0.5},

@@ -13,6 +13,8 @@ fairseq's "done training") and, once evaluated,
   a single seed's score alone, as it has no spread to show), detokenized sacrebleu, or ROUGE-1/2/L
   for summarization; next to them the gain over MLE and the paper's number and gain (Table 1
   BLEU, Table 2 ROUGE-L), then both orderings;
+  then each run's validation pick (best score, its epoch, and whether it falls in the run's last
+  10%, where the budget may have cut the algorithm short);
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
   algorithm (the paper's Figure 3).
 """
@@ -27,16 +29,21 @@ import statistics
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-PAPER_ORDER = ["interpolation", "raml", "raml_resampled", "scheduled_sampling", "scheduled_sampling_per_epoch", "spg",
-               "mixer", "data_noising", "mle"]
+PAPER_ORDER = ["interpolation", "interpolation_paper", "raml", "raml_resampled", "scheduled_sampling",
+               "scheduled_sampling_paper", "scheduled_sampling_per_epoch", "spg", "mixer", "mixer_running_mean",
+               "data_noising", "mle"]
 # the paper's results (mean, std over seeds) on IWSLT14 de-en (Table 1) and Gigaword (Table 2)
 PAPER_BLEU = {"interpolation": (27.82, 0.11), "raml": (27.22, 0.14), "scheduled_sampling": (26.76, 0.17),
               "spg": (26.62, 0.05), "mixer": (26.53, 0.11), "mle": (26.44, 0.18)}
 PAPER_ROUGE_L = {"interpolation": (32.95, 0.33), "raml": (32.49, 0.17), "scheduled_sampling": (32.77, 0.17),
                  "spg": (32.79, 0.26), "mixer": (32.57, 0.15), "mle": (32.32, 0.19)}
 # our variant -> the paper's row it is compared with
-PAPER_ROW = {"raml_resampled": "raml", "scheduled_sampling_per_epoch": "scheduled_sampling"}
+PAPER_ROW = {"raml_resampled": "raml", "scheduled_sampling_per_epoch": "scheduled_sampling",
+             "scheduled_sampling_paper": "scheduled_sampling", "interpolation_paper": "interpolation",
+             "mixer_running_mean": "mixer"}
 VALID_LINE = re.compile(r"\| valid on 'valid' subset \|.*?\| (bleu|rouge) ([\d.]+) \|.*?\| num_updates (\d+)")
+VALID_EPOCH = re.compile(r"\| epoch (\d+) \| valid on 'valid' subset \|")
+LATE = 0.9  # a best checkpoint after 90% of the run: the budget may have cut the algorithm short
 
 
 def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -74,6 +81,29 @@ def validation_curve(log: Path) -> Tuple[List[Tuple[int, float]], str]:
             points.append((int(match.group(3)), float(match.group(2))))
             metric = match.group(1).upper()
     return points, metric
+
+
+def validation_picks(results: Path) -> str:
+    """Per run: the best validation score (the checkpoint that is tested: fairseq keeps the last of
+    equal bests), its epoch, the run's epochs, and a flag where the best falls in the run's last 10%."""
+    rows = []
+    for log in sorted(results.glob("*/seed*/train.log")):
+        best = None  # (value, epoch)
+        epochs = 0
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            value, epoch = VALID_LINE.search(line), VALID_EPOCH.search(line)
+            if value and epoch:
+                epochs = max(epochs, int(epoch.group(1)))
+                if best is None or float(value.group(2)) >= best[0]:
+                    best = (float(value.group(2)), int(epoch.group(1)))
+        if best is not None:
+            late = "yes" if best[1] > LATE * epochs else "no"
+            rows.append(f"| {log.parent.parent.name} | {log.parent.name[4:]} | {best[0]:.2f} | {best[1]} | {epochs} | {late} |")
+    if not rows:
+        return ""
+    return ("\nValidation picks (the tested checkpoint of each run):\n\n"
+            "| algorithm | seed | best validation | at epoch | epochs | in the last 10% |\n|---|---|---|---|---|---|\n"
+            + "\n".join(rows) + "\n")
 
 
 def mean_std_cell(values: List[float]) -> str:
@@ -175,6 +205,7 @@ def main() -> None:
     if args.runs is not None:
         print(f"collected {collect(args.runs, args.results)} files from {args.runs}")
     text, scores = table(args.results)
+    text += validation_picks(args.results)
     replace_atomically(args.results / "table.md", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     print(text, end="")
     if plot(args.results, args.results / "convergence.png"):

@@ -4,7 +4,7 @@
 # (default below) it builds an environment of its own, .venv-pyPYTHON-TORCH (scripts/env.sh, so the
 # second run reuses it), and runs the tests that exercise fairseq's and torch's interfaces: the CLI
 # round trip of every criterion under both tasks, an anneal with theta restore, kill -9 resumes
-# (the interpolation across an anneal, MIXER with its baseline in the task state), checkpoint
+# (the interpolation across an anneal, MIXER with its learned baseline, a criterion parameter), checkpoint
 # safety, and the reward agreement with sacrebleu / rouge-score.
 #   bash scripts/test-matrix.sh [extra pytest args...]
 set -euo pipefail

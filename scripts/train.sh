@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # One paper configuration per command:
 #   bash scripts/train.sh ALGO DATA [SEED] [extra fairseq-train args...]
-# ALGO: mle | interpolation | raml | raml_resampled | mixer | spg | data_noising | scheduled_sampling |
-# scheduled_sampling_per_epoch | erpo (pass --reward/--alpha/--beta as extras). raml_resampled draws
-# RAML's 10 samples but trains on one of them per example, picked by weight: the same loss in
-# expectation at MLE's cost per update. scheduled_sampling_per_epoch restarts the decay every epoch,
-# as the authors' code does (docs/baselines.md).
+# ALGO: mle | interpolation | interpolation_paper | raml | raml_resampled | mixer | mixer_running_mean |
+# spg | data_noising | scheduled_sampling | scheduled_sampling_paper | scheduled_sampling_per_epoch |
+# erpo (pass --reward/--alpha/--beta as extras). The baselines train as their authors did
+# (docs/baselines.md); *_paper are the formulas as the ERPO paper states them. raml_resampled
+# draws RAML's 10 samples but trains on one of them per example, picked by weight: the same loss in
+# expectation at MLE's cost per update.
 # DATA: a fairseq data-bin folder (from scripts/prepare-*.sh). Summarization is detected from its
 # dictionaries (dict.article.txt / dict.title.txt): reward and validation metric become ROUGE.
 # Paper settings (section 5, appendix C): the LSTM preset (dropout 0.2), Adam 1e-3, batches of
@@ -18,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-[ $# -ge 2 ] || { sed -n '2,16p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,17p' "$0" >&2; exit 2; }
 algo="$1"; data="$2"; shift 2
 seed=1
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seed="$1"; shift; fi
@@ -26,22 +27,38 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seed="$1"; shift; fi
 
 if ls "$data"/dict.title.txt >/dev/null 2>&1; then
     langs=(--source-lang article --target-lang title); metric=rouge; eval=(--eval-rouge --anneal-metric rouge); ss_k=600
+    brevity=(); explore=()  # ROUGE: the reward branch at the paper's settings until it is measured (issue 18)
 else
     langs=(); metric=bleu; eval=(--eval-bleu --eval-tokenized-bleu); ss_k=500
+    brevity=(--bleu-brevity at-eos); explore=(--bleu-brevity at-eos --reward-sample-scale 1000)
 fi
+mixer_xent="${MIXER_XENT_EPOCHS:-10}"  # epochs of cross entropy before REINFORCE (Multi30k's MLE levels off by 10)
 case "$algo" in
     mle) crit=(--criterion cross_entropy) ;;
-    interpolation) crit=(--criterion interpolation --reward "$metric" --lambdas 0.04,0,0.96) ;;
-    spg) crit=(--criterion spg --reward "$metric") ;;
+    # the reward branch explores by reward: BLEU's brevity penalty paid at EOS, and c_R = 1000, where
+    # the branch's draws on valid reach their large-c_R limit (docs/erpo.md#the-reward-branch)
+    interpolation) crit=(--criterion interpolation --reward "$metric" --lambdas 0.04,0,0.96 "${explore[@]}") ;;
+    interpolation_paper) crit=(--criterion interpolation --reward "$metric" --lambdas 0.04,0,0.96) ;;
+    # Ding and Soricut's bang-bang weights (W 1e4, drop 0.4; docs/baselines.md), BLEU's penalty at EOS
+    spg) crit=(--criterion spg --reward "$metric" --bang-bang-weight 1e4 --bang-bang-drop 0.4 "${brevity[@]}") ;;
     data_noising) crit=(--criterion data_noising --noise-prob 0.1) ;;
-    scheduled_sampling) crit=(--criterion scheduled_sampling --ss-k "$ss_k") ;;
+    # the authors' schedule: their per-epoch restart at their epoch's length, ~2,300 updates on IWSLT14
+    scheduled_sampling) crit=(--criterion scheduled_sampling --ss-k "$ss_k" --ss-counter period --ss-period 2300) ;;
+    scheduled_sampling_paper) crit=(--criterion scheduled_sampling --ss-k "$ss_k") ;;
     scheduled_sampling_per_epoch) crit=(--criterion scheduled_sampling --ss-k "$ss_k" --ss-counter epoch) ;;
     raml) crit=(--criterion raml --reward "$metric" --raml-samples 10 --raml-tau 0.4) ;;
     raml_resampled) crit=(--criterion raml --reward "$metric" --raml-samples 10 --raml-tau 0.4 --raml-resample 1) ;;
-    # MIXER: 2 epochs of MLE, then 2 more tokens per sentence to REINFORCE every 2 epochs
-    mixer) crit=(--criterion mixer --reward "$metric" --mixer-delta 2 --mixer-epochs-per-step 2) ;;
+    # MIXER as Ranzato et al. ran it, in this budget: cross entropy until MLE levels off (10 epochs on
+    # Multi30k), then 3 more tokens to REINFORCE every 2 epochs, XENT/REINFORCE 0.5/0.5, the learned
+    # baseline, and the learning rate / 1.2 whenever validation stalls (docs/baselines.md#mixer)
+    mixer) crit=(--criterion mixer --reward "$metric" --mixer-xent-epochs "$mixer_xent" --mixer-delta 3
+                 --mixer-epochs-per-step 2 --mixer-xent-weight 0.5 --mixer-baseline learned
+                 --lr-scheduler reduce_lr_on_plateau --lr-shrink 0.8333 --lr-patience 0) ;;
+    # the earlier recipe (2 MLE epochs, 2 tokens every 2 epochs, running mean, constant learning rate)
+    mixer_running_mean) crit=(--criterion mixer --reward "$metric" --mixer-delta 2 --mixer-epochs-per-step 2
+                              --mixer-xent-weight 1 --mixer-baseline mean) ;;
     erpo) crit=(--criterion erpo) ;;
-    *) echo "ALGO $algo: choose mle, interpolation, raml, raml_resampled, mixer, spg, data_noising, scheduled_sampling, scheduled_sampling_per_epoch or erpo" >&2; exit 2 ;;
+    *) echo "ALGO $algo: choose mle, interpolation, interpolation_paper, raml, raml_resampled, mixer, mixer_running_mean, spg, data_noising, scheduled_sampling, scheduled_sampling_paper, scheduled_sampling_per_epoch or erpo" >&2; exit 2 ;;
 esac
 
 save="${ERPO_RUNS:-runs}/$(basename "$data")/$algo/seed$seed"

@@ -22,8 +22,9 @@ def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
     data = tmp_path / "synthetic"
     data.symlink_to(REPO / "data-bin" / "synthetic")
     runs, results = tmp_path / "runs" / "synthetic", tmp_path / "results"
-    plan = ("mle:1 interpolation:1 interpolation:2 mixer:1 raml:1 raml_resampled:1 spg:1 data_noising:1 "
-            "scheduled_sampling:1 scheduled_sampling_per_epoch:1")
+    plan = ("mle:1 interpolation:1 interpolation:2 interpolation_paper:1 mixer:1 mixer_running_mean:1 raml:1 "
+            "raml_resampled:1 spg:1 data_noising:1 scheduled_sampling:1 scheduled_sampling_paper:1 "
+            "scheduled_sampling_per_epoch:1")
     proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
                ERPO_RUNS=str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -45,7 +46,7 @@ def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
 
 def test_unknown_algorithm_lists_the_choices():
     proc = run("bash", "scripts/train.sh", "mixer_v2", "data-bin/synthetic")
-    assert proc.returncode == 2 and "choose mle, interpolation, raml" in proc.stderr
+    assert proc.returncode == 2 and "choose mle, interpolation, interpolation_paper, raml" in proc.stderr
 
 
 def test_report_collects_only_finished_runs(tmp_path):
@@ -103,3 +104,22 @@ def test_report_replaces_files_atomically(tmp_path):
     report.replace_atomically(target, write)
     assert seen == ['{"bleu": 1.0}'] and json.loads(target.read_text()) == {"bleu": 2.0}
     assert [p.name for p in tmp_path.iterdir()] == ["scores-test.json"]  # no temporary left behind
+
+
+def test_report_lists_each_runs_validation_pick(tmp_path):
+    """The tested checkpoint of each run: its best validation score (the last of equal bests, as
+    fairseq keeps), its epoch, and a flag where it falls in the run's last 10%."""
+    def valid(epoch, bleu):
+        return (f"2026-12-01 22:00:00 | INFO | valid | epoch {epoch:03d} | valid on 'valid' subset | loss 4.5 "
+                f"| bleu {bleu} | wps 1 | num_updates {454 * epoch} | best_bleu {bleu}\n")
+    results = tmp_path / "results"
+    curves = {"mle": [30.0, 35.5, 35.5, 34.0] + [33.0] * 6, "interpolation": [30.0] * 9 + [36.0]}
+    for algo, curve in curves.items():
+        (results / algo / "seed1").mkdir(parents=True)
+        (results / algo / "seed1" / "train.log").write_text("".join(valid(e + 1, b) for e, b in enumerate(curve)))
+        (results / algo / "seed1" / "scores-test.json").write_text(json.dumps({"bleu": 30.0, "sacrebleu": 29.0}))
+    proc = run(str(BIN / "python"), "scripts/report.py", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = (results / "table.md").read_text()
+    assert "| mle | 1 | 35.50 | 3 | 10 | no |" in table
+    assert "| interpolation | 1 | 36.00 | 10 | 10 | yes |" in table

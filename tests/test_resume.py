@@ -27,6 +27,7 @@ UPDATES, SAVE_EVERY = 20, 5
 RESUME_FROM = {"interpolation": 5}
 RUNS = {name: ["--task", "erpo_translation", *args, "--no-anneal"] for name, args in CRITERIONS.items()}
 RUNS["interpolation"] = [*ANNEAL]  # validation every 5 updates, annealing on
+RUNS["mixer_mean"] = [*RUNS["mixer"], "--mixer-baseline", "mean"]  # RUNS["mixer"]: the learned baseline
 RUNS["mixer_translation"] = ["--task", "translation", *CRITERIONS["mixer"], "--mixer-baseline", "none"]
 RUNS["scheduled_sampling_translation"] = ["--task", "translation", *CRITERIONS["scheduled_sampling"]]
 
@@ -95,5 +96,10 @@ def test_killed_run_resumes_bit_exactly(tmp_path, name):
     if name == "interpolation":  # the run annealed after the resume point, and so did the resumed one
         decisions = final[0]["task_state"]["schedule"]["decisions"]
         assert any(update > resume and what == "anneal" for update, _, what in decisions), decisions
-    if name == "mixer":
+    if name == "mixer":  # the learned baseline is criterion state: trained, saved and resumed exactly
+        regressor = final[0]["criterion"]
+        assert set(regressor) == {"baseline_regressor.weight", "baseline_regressor.bias"}
+        assert all(torch.equal(value, final[1]["criterion"][key]) for key, value in regressor.items())
+        assert float(regressor["baseline_regressor.bias"]) != pytest.approx(0.01)  # it moved from its init
+    if name == "mixer_mean":
         assert isinstance(final[0]["task_state"]["mixer_baseline"], float)

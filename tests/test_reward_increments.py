@@ -142,3 +142,42 @@ def test_unigram_noise_is_the_noising_distribution():
     assert torch.allclose(state.current(), reward.score(sampled, refs))
     assert torch.isfinite(reward.score(sampled, refs)).all()
     assert reward.score(refs[:, 1:], refs)[lengths > 1].eq(-math.inf).all()  # wrong length
+
+
+@pytest.mark.parametrize("smooth", ["add-k", "exp"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bleu_brevity_penalty_at_eos(smooth, seed):
+    """--bleu-brevity at-eos: a word's increment is that of BLEU without the brevity penalty
+    (BLEU / BP), EOS pays the penalty (negative exactly while the prefix is shorter than its
+    reference), and the increments along a sentence still sum to its BLEU."""
+    reward = BleuReward(SPECIAL, smooth=smooth, scale=1.0, brevity="at-eos")
+    refs = random_refs(seed)
+    ref_len = ((refs != SPECIAL.pad) & (refs != SPECIAL.eos)).sum(1).double()
+
+    def unpenalized(hyps):  # BLEU / BP with BP = exp(1 - r / c) for 0 < c < r (sacrebleu's)
+        length = torch.full((hyps.size(0),), float(hyps.size(1)), dtype=torch.float64)
+        bp = torch.where(length < ref_len, torch.exp(1 - ref_len / length.clamp(min=1)), torch.ones_like(length))
+        return reward.score(hyps, refs) / bp
+
+    increments = []
+    for prefix, state in walk(reward, refs, seed):  # (one state, advanced between the steps)
+        fast = state.deltas().expand(VOCAB)
+        for v in range(FIRST_WORD, VOCAB):
+            extended = torch.cat([prefix, torch.full((refs.size(0), 1), v)], dim=1)
+            assert torch.allclose(fast[:, v], unpenalized(extended) - unpenalized(prefix), atol=1e-9, rtol=0)
+        eos = fast[:, SPECIAL.eos]
+        assert torch.allclose(eos, reward.score(prefix, refs) - unpenalized(prefix), atol=1e-9, rtol=0)
+        short = (prefix.size(1) < ref_len) & (reward.score(prefix, refs) > 0)
+        assert bool((eos[short] < 0).all()) and bool((eos[~short].abs() < 1e-12).all())
+        increments.append(fast)
+    # telescoping: the chosen tokens' increments, then EOS, add up to the finished sentence's BLEU
+    final = prefix
+    total = sum(increments[t].gather(1, final[:, t:t + 1]).squeeze(1) for t in range(final.size(1)))
+    total = total + increments[-1][:, SPECIAL.eos]
+    assert torch.allclose(total, reward.score(final, refs), atol=1e-9, rtol=0)
+    assert bool((reward.score(final, refs) > 0).any())
+
+
+def test_bleu_brevity_option_is_checked():
+    with pytest.raises(ValueError, match="--bleu-brevity 'sometimes': choose every-prefix"):
+        BleuReward(SPECIAL, brevity="sometimes")

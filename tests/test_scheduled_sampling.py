@@ -84,8 +84,30 @@ def test_argmax_inputs_are_the_models_greedy_tokens(task_and_cfg):
     assert torch.allclose(replay, logits, atol=1e-4, rtol=1e-4)
 
 
+def test_period_counter_and_floor(task_and_cfg):
+    """--ss-counter period: i = 1 again every --ss-period updates (the authors' per-epoch restart at
+    a fixed length); --ss-min-truth: eps never below the floor."""
+    task, cfg = task_and_cfg  # fairseq's own task: the update number is read off the per-update seed
+    ss = build(task, cfg, "scheduled_sampling", ss_k=500.0, ss_counter="period", ss_period=2300)
+    steps = []
+    for update in (0, 1, 2299, 2300, 2301, 4600):
+        torch.manual_seed(1 + update)  # fairseq's trainer seeds --seed 1 + the update count
+        steps.append(ss.schedule_step())
+    assert steps == [1, 2, 2300, 1, 2, 1]
+    # over one period the model's share 1 - eps climbs from 0.002 to 0.166, as over an authors' IWSLT14 epoch
+    assert 1 - ss.truth_probability(1) == pytest.approx(0.002, abs=1e-3)
+    assert 1 - ss.truth_probability(2300) == pytest.approx(0.1659, abs=1e-4)
+    floored = build(task, cfg, "scheduled_sampling", ss_k=500.0, ss_min_truth=0.75)
+    assert floored.truth_probability(0) == pytest.approx(500 / 501)
+    assert floored.truth_probability(3107) == 0.75  # the decay is at 0.5 there
+    assert floored.truth_probability(10 ** 9) == 0.75
+
+
 @pytest.mark.parametrize("fields, message", [({"ss_k": 0.0}, "--ss-k must be > 0"),
-                                             ({"ss_eps": 1.5}, "--ss-eps must be in")])
+                                             ({"ss_eps": 1.5}, "--ss-eps must be in"),
+                                             ({"ss_counter": "period"}, "--ss-counter period needs --ss-period N >= 1"),
+                                             ({"ss_period": 100}, "--ss-period 100 has no effect with --ss-counter global"),
+                                             ({"ss_min_truth": -0.1}, "--ss-min-truth must be in")])
 def test_bad_options(task_and_cfg, fields, message):
     task, cfg = task_and_cfg
     with pytest.raises(ValueError, match=message):

@@ -44,7 +44,7 @@ def test_reward_driven_tokens_follow_the_reward_increments(task_model_batch):
     float kernels (the CPU and CUDA wheels of torch 2.13 differ in the third digit)."""
     task, cfg, model, sample = task_model_batch
     plain_spg = build(task, cfg, "spg", bang_bang_weight=1.0, bang_bang_drop=0.0)
-    driven_spg = build(task, cfg, "spg", bang_bang_drop=0.0)
+    driven_spg = build(task, cfg, "spg", bang_bang_weight=1e6, bang_bang_drop=0.0)
     plain = sum(mean_reward(draw(plain_spg, model, sample, seed)[1]) for seed in range(16)) / 16
     driven = sum(mean_reward(draw(driven_spg, model, sample, seed)[1]) for seed in range(16)) / 16
     assert plain == pytest.approx(0.024, abs=0.004)
@@ -55,7 +55,7 @@ def test_drop_is_the_fraction_of_model_driven_tokens(task_model_batch):
     task, cfg, model, sample = task_model_batch
     spg = build(task, cfg, "spg", bang_bang_drop=0.5)
     assert [b.name for b in spg.branches] == ["reward_driven", "model_driven"] and spg.lambdas == (0.5, 0.5)
-    assert spg.branches[1].reward_weight == 0.0 and spg.branches[0].reward_weight == 1e6
+    assert spg.branches[1].reward_weight == 0.0 and spg.branches[0].reward_weight == 1e4  # Ding and Soricut's W
     logs = [draw(spg, model, sample, seed)[1] for seed in range(6)]
     model_tokens = sum(log["tokens_model_driven"] for log in logs)
     tokens = sum(log["sampled_tokens"] for log in logs)

@@ -48,6 +48,11 @@ class SamplingConfig(FairseqDataclass):
         "help": "sentence-BLEU smoothing of the bleu reward (sacrebleu's methods)"})
     bleu_smooth_value: Optional[float] = field(default=None, metadata={
         "help": "value for floor / add-k smoothing (default: sacrebleu's)"})
+    bleu_brevity: ChoiceEnum(["every-prefix", "at-eos"]) = field(default="every-prefix", metadata={
+        "help": "where the bleu reward's token increments pay the brevity penalty: every-prefix (the "
+                "paper's dR: each prefix scored as a sentence, which flattens the increments of short "
+                "prefixes) or at-eos (prefixes unpenalized, EOS pays the penalty: a premature EOS "
+                "loses reward); sentence scores are the same"})
     sentence_avg: bool = II("optimization.sentence_avg")
 
 

@@ -8,6 +8,7 @@ other task they stay fixed.
 
 import logging
 from dataclasses import dataclass, field
+from typing import Optional
 
 from fairseq.criterions import register_criterion
 from fairseq.dataclass import ChoiceEnum
@@ -26,6 +27,10 @@ class InterpolationConfig(SamplingConfig):
         "help": "initial (lambda1, lambda2, lambda3): weights of the model, reward and ground-truth branches"})
     sample_scale: float = field(default=1.0, metadata={
         "help": "c: model tokens ~ exp{c log p}, reward tokens ~ exp{c dR}; > 0"})
+    reward_sample_scale: Optional[float] = field(default=None, metadata={
+        "help": "c of the reward branch alone, reward tokens ~ exp{c_R dR} (default: --sample-scale, the "
+                "paper's one c); > 0. With BLEU in [0, 1] and c_R = 1 the branch is nearly uniform over "
+                "the vocabulary (docs/erpo.md#interpolation)"})
     z_granularity: ChoiceEnum(["token", "step"]) = field(default="token", metadata={
         "help": "token: an independent z per token per example (the paper); step: one z per time step "
                 "for the whole batch (the authors' code)"})
@@ -36,7 +41,7 @@ class InterpolationCriterion(SamplingCriterion):
     anneals = True
 
     def __init__(self, task, cfg: InterpolationConfig):
-        super().__init__(task, cfg, interpolation_branches(cfg.reward, cfg.sample_scale),
+        super().__init__(task, cfg, interpolation_branches(cfg.reward, cfg.sample_scale, cfg.reward_sample_scale),
                          parse_lambdas(cfg.lambdas), granularity=cfg.z_granularity)
         if not getattr(task, "anneals_lambdas", False):
             logger.warning("interpolation: lambdas stay fixed at %s; annealing needs --task erpo_translation",

@@ -45,16 +45,20 @@ def decoder_features(model, net_input: dict) -> Optional[Tuple[Tensor, Any]]:
     return None
 
 
+def nll_at_targets(model, features: Tensor, extra: Any, target: Tensor, padding_idx: int) -> Tensor:
+    """-log p_theta(y_t | y_<t, x) per target token from the decoder's ``features``, ``[B, L]`` with
+    0 at padding, the output layer run at the non-pad target tokens only."""
+    at = target != padding_idx
+    logits = model.decoder.output_layer(features[at])
+    lprobs = model.get_normalized_probs((logits, extra), log_probs=True)
+    nll = F.nll_loss(lprobs, target[at], reduction="none")
+    return torch.zeros(target.shape, dtype=nll.dtype, device=nll.device).masked_scatter(at, nll)
+
+
 def target_nll(model, sample: dict, padding_idx: int) -> Optional[Tensor]:
     """-log p_theta(y_t | y_<t, x) per target token, ``[B, L]`` with 0 at padding, computed with the
     output layer at the target tokens only; None where :func:`decoder_features` does not apply."""
     out = decoder_features(model, sample["net_input"])
     if out is None:
         return None
-    features, extra = out
-    target = sample["target"]
-    at = target != padding_idx
-    logits = model.decoder.output_layer(features[at])
-    lprobs = model.get_normalized_probs((logits, extra), log_probs=True)
-    nll = F.nll_loss(lprobs, target[at], reduction="none")
-    return torch.zeros(target.shape, dtype=nll.dtype, device=nll.device).masked_scatter(at, nll)
+    return nll_at_targets(model, *out, sample["target"], padding_idx)

@@ -12,7 +12,12 @@ except for the rows whose next input is a model token, which need their distribu
 ``--ss-counter epoch`` counts i from 1 again at every epoch's first update. That is what the
 authors' texar code does (``scheduled_sampling_main.py`` passes its step counter to ``_train_epoch``
 by value), and the paper's scheduled-sampling results come from that code; the default, ``global``,
-is the formula as Bengio et al. and the paper state it, with the trainer's update count.
+is the formula as Bengio et al. and the paper state it, with the trainer's update count. How much
+of the input the model feeds then depends on the corpus: the per-epoch restart keeps eps within
+[0.84, 1] on IWSLT14 (~2,300 updates per epoch) but within [0.995, 1] on Multi30k (454), and the
+global count drives eps to 0.02 by update 5,000 on any corpus. ``--ss-counter period --ss-period N``
+is the authors' restart every N updates whatever the epoch's length (N = 2300: their IWSLT14
+schedule), and ``--ss-min-truth`` puts a floor under eps.
 
 When every coin of a batch picks the ground truth (always with eps = 1), the batch is plain
 teacher forcing: exactly fairseq's ``cross_entropy``.
@@ -40,10 +45,16 @@ class ScheduledSamplingConfig(FairseqDataclass):
                 "summarization (paper); > 0"})
     ss_schedule: ChoiceEnum(["inverse_sigmoid", "constant"]) = field(default="inverse_sigmoid", metadata={
         "help": "inverse_sigmoid: eps decays with the update number; constant: eps = --ss-eps"})
-    ss_counter: ChoiceEnum(["global", "epoch"]) = field(default="global", metadata={
+    ss_counter: ChoiceEnum(["global", "epoch", "period"]) = field(default="global", metadata={
         "help": "i of the decay: global: the trainer's update count (the paper's formula); epoch: 1 at "
-                "each epoch's first update, as in the authors' texar code; epoch needs --task "
-                "erpo_translation, which records where each epoch began"})
+                "each epoch's first update, as in the authors' texar code (needs --task erpo_translation, "
+                "which records where each epoch began); period: 1 again every --ss-period updates, the "
+                "authors' restart at a length that does not depend on the corpus"})
+    ss_period: int = field(default=0, metadata={
+        "help": "with --ss-counter period: updates between two restarts of i (the authors' IWSLT14 epoch: "
+                "about 2,300 updates of 64 sentences); >= 1"})
+    ss_min_truth: float = field(default=0.0, metadata={
+        "help": "a floor on eps: the ground truth is fed with probability max(eps_i, this); in [0, 1]"})
     ss_eps: float = field(default=1.0, metadata={"help": "ground-truth probability of the constant schedule"})
     ss_decode: ChoiceEnum(["sample", "argmax"]) = field(default="sample", metadata={
         "help": "model tokens: sampled from the previous output distribution, or its argmax"})
@@ -59,6 +70,14 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
             raise ValueError(f"--ss-k must be > 0, got {cfg.ss_k}")
         if not 0.0 <= cfg.ss_eps <= 1.0:
             raise ValueError(f"--ss-eps must be in [0, 1], got {cfg.ss_eps}")
+        if cfg.ss_counter == "period" and cfg.ss_period < 1:
+            raise ValueError(f"--ss-counter period needs --ss-period N >= 1 (updates between restarts of the "
+                             f"count), got {cfg.ss_period}")
+        if cfg.ss_counter != "period" and cfg.ss_period != 0:
+            raise ValueError(f"--ss-period {cfg.ss_period} has no effect with --ss-counter {cfg.ss_counter}: add "
+                             "--ss-counter period, or drop --ss-period")
+        if not 0.0 <= cfg.ss_min_truth <= 1.0:
+            raise ValueError(f"--ss-min-truth must be in [0, 1], got {cfg.ss_min_truth}")
         if cfg.ss_counter == "epoch" and not hasattr(task, "epoch_first_update"):
             raise ValueError(f"--ss-counter epoch restarts the count every epoch, which --task "
                              f"{type(task).__name__} does not track: use --task erpo_translation, or "
@@ -73,12 +92,15 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
             return self.cfg.ss_eps
         k = self.cfg.ss_k
         exponent = num_updates / k
-        return 0.0 if exponent > 700 else k / (k + math.exp(exponent))
+        decayed = 0.0 if exponent > 700 else k / (k + math.exp(exponent))
+        return max(decayed, self.cfg.ss_min_truth)
 
     def schedule_step(self) -> int:
         """i of eps_i for the current update."""
         if self.cfg.ss_counter == "epoch":
             return updates_into_epoch(self.task) + 1  # texar's total_step_counter starts at 1
+        if self.cfg.ss_counter == "period":  # the same restart, every --ss-period updates
+            return update_number(self.task, self.cfg.seed) % self.cfg.ss_period + 1
         return update_number(self.task, self.cfg.seed)
 
     def forward(self, model, sample, reduce=True):

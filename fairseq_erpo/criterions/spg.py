@@ -29,13 +29,13 @@ from .erpo import SamplingConfig, SamplingCriterion
 class SpgConfig(SamplingConfig):
     reward: str = field(default=FIGURE_1["spg"].reward, metadata={
         "help": "R_comm: bleu for translation, rouge for summarization"})
-    bang_bang_weight: float = field(default=1e6, metadata={
-        "help": "W of the reward-driven tokens, y_t ~ exp{log p + W dR} (Ding and Soricut's W_max): large, "
-                "so that they follow the reward increments even where the brevity penalty makes those "
-                "tiny; 1 (with --bang-bang-drop 0) is the plain Eq. 4 point"})
-    bang_bang_drop: float = field(default=0.2, metadata={
-        "help": "probability that a token is model-driven (W = 0: y_t ~ p_theta), drawn per token; "
-                "0 makes every token reward-driven"})
+    bang_bang_weight: float = field(default=1e4, metadata={
+        "help": "W of the reward-driven tokens, y_t ~ exp{log p + W dR} (Ding and Soricut's W_max, 1e4; "
+                "docs/baselines.md#spg): large, so that they follow the reward increments; 1 (with "
+                "--bang-bang-drop 0) is the plain Eq. 4 point"})
+    bang_bang_drop: float = field(default=0.4, metadata={
+        "help": "probability that a token is model-driven (W = 0: y_t ~ p_theta), drawn per token (Ding "
+                "and Soricut: 0.4); 0 makes every token reward-driven"})
 
 
 def bang_bang_branches(reward: str, weight: float, drop: float) -> Tuple[List[Branch], List[float]]:

@@ -99,17 +99,34 @@ def sentence_bleu(hyps: Tensor, refs: Tensor, special: SpecialTokens, smooth: st
                            smooth_value, effective_order)
 
 
+BREVITY_MODES = ("every-prefix", "at-eos")
+
+
 class BleuIncrement:
-    """dR(v) = BLEU(y_<t + v) - BLEU(y_<t) for all v, carried step to step (paper Eq. 3-4)."""
+    """dR(v) = BLEU(y_<t + v) - BLEU(y_<t) for all v, carried step to step (paper Eq. 3-4).
+
+    ``brevity`` says where the brevity penalty enters. ``every-prefix`` (the paper's dR): every
+    prefix is scored as a finished sentence, so a prefix of t tokens against a reference of T
+    carries BP = exp(1 - T / t); for short prefixes that factor (e^-12 at t = 1, T = 13) makes the
+    increments of all tokens nearly equal, and dR(EOS) = 0. ``at-eos``: a prefix is scored without
+    the penalty (it is not finished), and EOS, which finishes it, gets
+    dR(EOS) = BLEU(y_<t) - BLEU_noBP(y_<t) <= 0, the penalty's whole cost, negative exactly when
+    the sentence would end shorter than its reference. The increments of a finished sentence still
+    sum to its BLEU in both modes; only how the sum is spread over the steps differs.
+    """
 
     def __init__(self, refs: Tensor, special: SpecialTokens, smooth: str, smooth_value: Optional[float],
-                 effective_order: bool, scale: float, max_order: int = MAX_ORDER):
+                 effective_order: bool, scale: float, max_order: int = MAX_ORDER,
+                 brevity: str = "every-prefix"):
         self.matches = NgramMatchState(refs, special, max_order)
         self.special = special
         self.kwargs = dict(smooth=smooth, smooth_value=smooth_value, effective_order=effective_order)
         self.scale = scale
+        self.brevity = check_brevity(brevity)
 
     def _bleu(self, correct: Tensor, total: Tensor, sys_len: Tensor, ref_len: Tensor) -> Tensor:
+        if self.brevity == "at-eos":  # an unfinished prefix: no brevity penalty (BP = 1 at sys >= ref)
+            ref_len = torch.minimum(ref_len, sys_len)
         return self.scale * bleu_from_stats(correct, total, sys_len, ref_len, **self.kwargs)
 
     def current(self) -> Tensor:
@@ -128,12 +145,22 @@ class BleuIncrement:
         sys_len = torch.cat([m.hyp_len.unsqueeze(1), (m.hyp_len + 1).unsqueeze(1).expand(-1, length + 1)], 1)
         bleu = self._bleu(correct, total, sys_len, m.ref_len.unsqueeze(1).expand(-1, length + 2))
         delta = bleu[:, 1:] - bleu[:, :1]
+        deltas = TokenDeltas(delta[:, :1], torch.where(m.ref_valid, m.ref_ids, -1), delta[:, 1:])
+        if self.brevity == "at-eos":  # EOS finishes the sentence: it pays the brevity penalty
+            finished = self.scale * bleu_from_stats(m.correct, m.totals(), m.hyp_len, m.ref_len, **self.kwargs)
+            return deltas.with_value(self.special.eos, finished - bleu[:, 0])
         # appending EOS leaves the scored sequence unchanged: dR(eos) = 0
-        return TokenDeltas(delta[:, :1], torch.where(m.ref_valid, m.ref_ids, -1),
-                           delta[:, 1:]).with_value(self.special.eos, 0.0)
+        return deltas.with_value(self.special.eos, 0.0)
 
     def advance(self, tokens: Tensor, active: Optional[Tensor] = None) -> None:
         self.matches.advance(tokens, active)
+
+
+def check_brevity(brevity: str) -> str:
+    if brevity not in BREVITY_MODES:
+        raise ValueError(f"--bleu-brevity {brevity!r}: choose every-prefix (the paper's dR: each prefix "
+                         "scored with its brevity penalty) or at-eos (the penalty paid by EOS)")
+    return brevity
 
 
 @register_reward("bleu")
@@ -143,9 +170,10 @@ class BleuReward(Reward):
     unigram gets a non-zero reward, which the token-level increments need."""
 
     def __init__(self, special: SpecialTokens, smooth: str = "add-k", smooth_value: Optional[float] = None,
-                 effective_order: bool = True, scale: float = 0.01):
+                 effective_order: bool = True, scale: float = 0.01, brevity: str = "every-prefix"):
         super().__init__(special)
         check_smoothing(smooth, smooth_value)
+        self.brevity = check_brevity(brevity)
         self.scale = check_scale(scale)
         self.smooth, self.smooth_value = smooth, smooth_value
         self.effective_order = effective_order
@@ -155,7 +183,8 @@ class BleuReward(Reward):
         return cls(SpecialTokens.from_dictionary(dictionary), smooth=option(options, "bleu_smooth", "add-k"),
                    smooth_value=option(options, "bleu_smooth_value", None),
                    effective_order=option(options, "bleu_effective_order", True),
-                   scale=option(options, "reward_scale", 0.01))
+                   scale=option(options, "reward_scale", 0.01),
+                   brevity=option(options, "bleu_brevity", "every-prefix"))
 
     def score(self, hyps: Tensor, refs: Tensor) -> Tensor:
         return self.scale * sentence_bleu(hyps, refs, self.special, self.smooth, self.smooth_value,
@@ -164,4 +193,4 @@ class BleuReward(Reward):
     def start(self, refs: Tensor) -> BleuIncrement:
         check_tokens("refs", refs)
         return BleuIncrement(refs, self.special, self.smooth, self.smooth_value, self.effective_order,
-                             self.scale)
+                             self.scale, brevity=self.brevity)

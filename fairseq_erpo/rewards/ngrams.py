@@ -16,7 +16,7 @@ count is an integer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -312,9 +312,13 @@ class TokenDeltas:
         override = self.values.gather(1, hit.long().argmax(1, keepdim=True)).squeeze(1)
         return torch.where(hit.any(1), override.to(value.dtype), value)
 
-    def with_value(self, token: int, value: float) -> "TokenDeltas":
-        """The same increments with dR(token) = value in every row (e.g. dR(eos) = 0)."""
+    def with_value(self, token: int, value: Union[float, Tensor]) -> "TokenDeltas":
+        """The same increments with dR(token) = value (a number for every row, e.g. dR(eos) = 0, or
+        one per row, ``[B]``)."""
         bsz = self.tokens.size(0)
         tokens = torch.cat([self.tokens, self.tokens.new_full((bsz, 1), token)], dim=1)
-        values = torch.cat([self.values, self.values.new_full((bsz, 1), value)], dim=1)
-        return TokenDeltas(self.base, tokens, values, self.row_offset)
+        if isinstance(value, Tensor):
+            column = value.reshape(bsz, 1).to(self.values.dtype)
+        else:
+            column = self.values.new_full((bsz, 1), value)
+        return TokenDeltas(self.base, tokens, torch.cat([self.values, column], dim=1), self.row_offset)

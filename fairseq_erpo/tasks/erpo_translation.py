@@ -36,6 +36,7 @@ from .. import compat
 from ..criterions.erpo import SamplingCriterion
 from ..rewards import rouge_scores
 from ..rewards.ngrams import SpecialTokens
+from ..sampling import linear_output_projection
 from . import annealing
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class ErpoTranslationTask(TranslationTask):
         self._validated = False
         self.epoch: Optional[int] = None  # the training epoch, for schedules over epochs (MIXER)
         self.update_num: Optional[int] = None  # the update being computed, from train_step
+        self.decoder_feature_dim: Optional[int] = None  # set by build_model
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_criterion(self, cfg, from_checkpoint=False):
@@ -125,6 +127,10 @@ class ErpoTranslationTask(TranslationTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
+        # the size of the features the output layer reads, for criterions that learn on them (MIXER's
+        # learned baseline); fairseq builds the criterion after the model, and hands it only the task
+        projection = linear_output_projection(model)
+        self.decoder_feature_dim = int(projection[0].size(1)) if projection is not None else None
         if self.cfg.eval_rouge and not self.cfg.eval_bleu:  # translation builds these for --eval-bleu only
             self.tokenizer = encoders.build_tokenizer(
                 Namespace(tokenizer=self.cfg.eval_bleu_detok, **json.loads(self.cfg.eval_bleu_detok_args)))
