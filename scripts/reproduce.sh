@@ -1,23 +1,28 @@
 #!/usr/bin/env bash
-# The Table 1 reproduction as one resumable queue:
+# The Table 1 (translation) or Table 2 (summarization) reproduction as one resumable queue:
 #   bash scripts/reproduce.sh DATA RESULTS [JOBS=2] [extra fairseq-train args...]
 # e.g. bash scripts/reproduce.sh data-bin/multi30k.de-en results/multi30k 2 --max-epoch 30
+# or   bash scripts/reproduce.sh data-bin/gigaword.article-title results/gigaword 2 --max-epoch 30
 # Trains every (algorithm, seed) of PLAN (default below; override with PLAN="mle:1 raml:2 ...") with
 # scripts/train.sh, JOBS at a time (OMP_NUM_THREADS split between them), evaluates each finished
 # run on the test split with scripts/evaluate.sh, and refreshes RESULTS (table.md, convergence.png,
 # the runs' logs and scores) with scripts/report.py after each one. Interrupted? Run the same
 # command again: finished runs are skipped, unfinished ones resume from their checkpoint_last.pt.
+# DRY_RUN=1 prints the plan, one ALGO:SEED a line, and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,9p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 data="$1"; results="$2"; jobs="${3:-2}"; shift $(( $# >= 3 ? 3 : 2 ))
 [ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, got $jobs" >&2; exit 2; }
 # Table 1 as results/multi30k runs it: 3 seeds of the seven algorithms (RAML resampled, the CPU's
-# RAML); seed 1 of every algorithm first, so that a partial reproduction already compares them all
-PLAN="${PLAN:-mle:1 mle:2 interpolation:1 scheduled_sampling:1 mixer:1 spg:1 raml_resampled:1 data_noising:1
-mle:3 interpolation:2 interpolation:3 scheduled_sampling:2 scheduled_sampling:3 mixer:2 mixer:3 spg:2 spg:3
-raml_resampled:2 raml_resampled:3 data_noising:2 data_noising:3}"
+# RAML); seed 1 of every algorithm first, so that a partial reproduction already compares them all.
+# Summarization data (dict.title.txt, Table 2 as results/gigaword runs it): 5 seeds of the same seven.
+algorithms="mle interpolation scheduled_sampling mixer spg raml_resampled data_noising"
+if ls "$data"/dict.title.txt >/dev/null 2>&1; then seeds="1 2 3 4 5"; else seeds="1 2 3"; fi
+default_plan="$(for seed in $seeds; do for algo in $algorithms; do printf '%s:%s ' "$algo" "$seed"; done; done)"
+PLAN="${PLAN:-$default_plan}"
+if [ -n "${DRY_RUN:-}" ]; then printf '%s\n' $PLAN; exit 0; fi  # DRY_RUN=1: list the plan, train nothing
 runs="${ERPO_RUNS:-runs}/$(basename "$data")"
 threads=$(( $(nproc) / jobs )); [ "$threads" -ge 1 ] || threads=1
 lock="$runs/.report.lock"; mkdir -p "$runs"

@@ -27,7 +27,9 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seed="$1"; shift; fi
 
 if ls "$data"/dict.title.txt >/dev/null 2>&1; then
     langs=(--source-lang article --target-lang title); metric=rouge; eval=(--eval-rouge --anneal-metric rouge); ss_k=600
-    brevity=(); explore=()  # ROUGE: the reward branch at the paper's settings until it is measured (issue 18)
+    # ROUGE has no brevity penalty to move (a word past the reference lowers precision, EOS adds 0);
+    # c_R = 1000: the branch's draws on Gigaword valid are at their large-c_R limit (docs/erpo.md)
+    brevity=(); explore=(--reward-sample-scale 1000)
 else
     langs=(); metric=bleu; eval=(--eval-bleu --eval-tokenized-bleu); ss_k=500
     brevity=(--bleu-brevity at-eos); explore=(--bleu-brevity at-eos --reward-sample-scale 1000)
@@ -35,8 +37,8 @@ fi
 mixer_xent="${MIXER_XENT_EPOCHS:-10}"  # epochs of cross entropy before REINFORCE (Multi30k's MLE levels off by 10)
 case "$algo" in
     mle) crit=(--criterion cross_entropy) ;;
-    # the reward branch explores by reward: BLEU's brevity penalty paid at EOS, and c_R = 1000, where
-    # the branch's draws on valid reach their large-c_R limit (docs/erpo.md#the-reward-branch)
+    # the reward branch explores by reward: c_R = 1000, where the branch's draws on valid reach their
+    # large-c_R limit (Multi30k and Gigaword), and BLEU's brevity penalty paid at EOS (docs/erpo.md)
     interpolation) crit=(--criterion interpolation --reward "$metric" --lambdas 0.04,0,0.96 "${explore[@]}") ;;
     interpolation_paper) crit=(--criterion interpolation --reward "$metric" --lambdas 0.04,0,0.96) ;;
     # Ding and Soricut's bang-bang weights (W 1e4, drop 0.4; docs/baselines.md), BLEU's penalty at EOS

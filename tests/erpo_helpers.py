@@ -1,6 +1,7 @@
 """Small real pieces for sampler/criterion tests: the synthetic task, a tiny LSTM, a toy model."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -117,3 +118,16 @@ def no_dropout_model(task, cfg):
             if isinstance(getattr(module, name, None), float):
                 setattr(module, name, 0.0)
     return model
+
+
+def summarization_bin(folder: Path) -> Path:
+    """The embedded corpus as summarization data (article -> title, as scripts/prepare-gigaword.sh
+    names it): the recipes detect it by dict.title.txt."""
+    source = DATA_BIN
+    folder.mkdir()
+    for lang, role in (("syn", "article"), ("en", "title")):
+        (folder / f"dict.{role}.txt").symlink_to(source / f"dict.{lang}.txt")
+        for split in ("train", "valid", "test"):
+            for ext in ("bin", "idx"):
+                (folder / f"{split}.article-title.{role}.{ext}").symlink_to(source / f"{split}.syn-en.{lang}.{ext}")
+    return folder

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 from conftest import BIN, REPO
+from erpo_helpers import summarization_bin
 
 FAST = ["--max-update", "20", "--validate-interval-updates", "10", "--max-valid-steps", "1",
         "--eval-bleu-args", '{"beam": 1, "max_len_b": 5}']
@@ -42,6 +44,42 @@ def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
     proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
                ERPO_RUNS=str(tmp_path / "runs"))
     assert proc.returncode == 0 and all(p.read_text() == text for p, text in logs.items())
+
+
+def test_reproduce_queue_on_summarization_data(tmp_path):
+    """Table 2's queue: on summarization data the reward and validation metric are ROUGE (SS with k = 600, the reward branch at c_R = 1000),
+    runs are scored with ROUGE-1/2/L and the table sets ROUGE-L beside the paper's Table 2."""
+    data = summarization_bin(tmp_path / "summaries")
+    runs, results = tmp_path / "runs" / "summaries", tmp_path / "results"
+    plan = "mle:1 interpolation:1 scheduled_sampling:1 spg:1"  # the recipes that differ for summarization
+    proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
+               ERPO_RUNS=str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for algo in plan.replace(":1", "").split():
+        log = (runs / algo / "seed1" / "train.log").read_text()
+        assert "num_updates 20" in log and "| rougeL " in log and "| bleu " not in log
+        scores = json.loads((runs / algo / "seed1" / "scores-test.json").read_text())
+        assert set(scores) >= {"rouge1", "rouge2", "rougeL"} and scores["sentences"] == 500
+    config = lambda algo: (runs / algo / "seed1" / "train.log").read_text()  # noqa: E731
+    assert "'reward': 'rouge'" in config("interpolation") and "'reward_sample_scale': 1000.0" in config("interpolation")
+    assert "'ss_k': 600" in config("scheduled_sampling") and "'reward': 'rouge'" in config("spg")
+    assert "'anneal_metric': rouge" in config("interpolation")
+    table = (results / "table.md").read_text()
+    assert "| mle | 1 |" in table and "32.32 ± 0.19" in table  # the paper's MLE ROUGE-L (Table 2)
+
+
+def test_reproduce_default_plans():
+    """Without PLAN: 3 seeds of the seven algorithms on translation data (Table 1), 5 on summarization
+    data (Table 2), seed 1 of every algorithm first; DRY_RUN=1 lists the plan and trains nothing."""
+    seven = ["mle", "interpolation", "scheduled_sampling", "mixer", "spg", "raml_resampled", "data_noising"]
+    for data, seeds in (("data-bin/synthetic", 3), (None, 5)):
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = data or str(summarization_bin(Path(tmp) / "summaries"))
+            proc = run("bash", "scripts/reproduce.sh", folder, str(Path(tmp) / "results"), DRY_RUN="1",
+                       ERPO_RUNS=str(Path(tmp) / "runs"))
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            assert proc.stdout.split() == [f"{algo}:{seed}" for seed in range(1, seeds + 1) for algo in seven]
+            assert not (Path(tmp) / "runs").exists() and not (Path(tmp) / "results").exists()
 
 
 def test_unknown_algorithm_lists_the_choices():
