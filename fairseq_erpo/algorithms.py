@@ -56,6 +56,24 @@ FIGURE_1: Dict[str, ErpoPoint] = {
     "spg": ErpoPoint("bleu", alpha=1.0, beta=0.0),
 }
 
+@dataclass(frozen=True)
+class CandidateSetRisk:
+    """Minimum risk training (Shen et al., 2016; Edunov et al., 2018): not a point of Figure 1 but
+    its policy-gradient corner (R = log R_PG, alpha = 1, beta = 0; the paper's appendix A) with q =
+    p_theta^s renormalised on a candidate set U(x) of ``candidates`` hypotheses (``generation``: the
+    K best of a beam search, or K draws from p_theta), the expected cost 1 - R taken exactly over
+    U(x). ``--criterion risk`` (criterions/risk.py)."""
+
+    reward: str
+    alpha: float = 1.0
+    beta: float = 0.0
+    candidates: int = 16
+    generation: str = "beam"
+
+
+# Beyond the paper: the authors' settings of Edunov et al. (16 beam candidates, BLEU)
+MINIMUM_RISK = CandidateSetRisk("bleu")
+
 # Algorithm 1, in the paper's order (lambda1, lambda2, lambda3) and the authors' initial weights
 INTERPOLATION_BRANCHES = ("model", "reward", "truth")
 INTERPOLATION_LAMBDAS = (0.04, 0.0, 0.96)

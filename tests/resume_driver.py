@@ -4,7 +4,8 @@
 
 Runs fairseq's own training entry point (``fairseq_cli.train.cli_main``) unchanged, after wrapping
 the functions that draw random targets or decoder inputs (the shared sampler, RAML's samplers,
-scheduled sampling's model tokens) so that each update appends one JSON line to RECORD_FILE:
+scheduled sampling's model tokens, the risk criterion's candidate sets) so that each update
+appends one JSON line to RECORD_FILE:
 ``{"update": n, "draws": [sha1 of each drawn tensor], "loss": exact loss as float.hex()}``.
 
 With ``ERPO_KILL_AT_UPDATE=K`` the process sends itself SIGKILL as update K begins (after updates
@@ -36,6 +37,7 @@ def main() -> None:
     from fairseq.tasks.fairseq_task import FairseqTask
     from fairseq_cli import train
     from fairseq_erpo.criterions.raml import RamlCriterion
+    from fairseq_erpo.criterions.risk import RiskCriterion
     from fairseq_erpo.criterions.scheduled_sampling import ScheduledSamplingCriterion
     from fairseq_erpo.sampling import SequenceSampler
 
@@ -55,6 +57,7 @@ def main() -> None:
     recording(RamlCriterion, "draw_targets")
     recording(RamlCriterion, "resample", lambda out: out[0])
     recording(ScheduledSamplingCriterion, "model_tokens")
+    recording(RiskCriterion, "candidates")
 
     train_step = FairseqTask.train_step
 

@@ -17,6 +17,8 @@ CRITERIONS = {
     "scheduled_sampling": ["--criterion", "scheduled_sampling", "--ss-k", "5"],
     "raml": ["--criterion", "raml", "--raml-samples", "4"],
     "mixer": ["--criterion", "mixer", "--mixer-updates-per-step", "5", "--mixer-delta", "2"],
+    # sampled candidates (the shared sampler's per-update RNG); beam candidates: tests/test_risk.py
+    "risk": ["--criterion", "risk", "--risk-candidates", "4", "--risk-generation", "sample"],
 }
 BASELINES = ("mixer", "raml", "scheduled_sampling")  # issue 5: their checkpoints are also decoded
 
@@ -42,6 +44,10 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
         return
     if name == "raml":
         assert re.search(r"raml_reward[=| ]+0\.\d+", log)
+        return
+    if name == "risk":
+        risks = [float(v) for v in re.findall(r"\| risk ([\d.]+)", log)]
+        assert risks and all(0.0 < r < 1.0 for r in risks) and re.search(r"candidate_reward [\d.]+", log)
         return
     if name == "mixer":
         # 5 updates per step, 2 tokens per step: updates 11-20 hand the last 4, then 6 tokens to REINFORCE
