@@ -8,10 +8,11 @@
 # run on the test split with scripts/evaluate.sh, and refreshes RESULTS (table.md, convergence.png,
 # the runs' logs and scores) with scripts/report.py after each one. Interrupted? Run the same
 # command again: finished runs are skipped, unfinished ones resume from their checkpoint_last.pt.
-# DRY_RUN=1 prints the plan, one ALGO:SEED a line, and exits.
+# DRY_RUN=1 prints the plan, one ALGO:SEED a line, and exits. With --init CHECKPOINT among the extra
+# args every run fine-tunes from it ({seed} in the path becomes the run's seed; see train.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
 data="$1"; results="$2"; jobs="${3:-2}"; shift $(( $# >= 3 ? 3 : 2 ))
 [ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, got $jobs" >&2; exit 2; }
@@ -24,6 +25,7 @@ default_plan="$(for seed in $seeds; do for algo in $algorithms; do printf '%s:%s
 PLAN="${PLAN:-$default_plan}"
 if [ -n "${DRY_RUN:-}" ]; then printf '%s\n' $PLAN; exit 0; fi  # DRY_RUN=1: list the plan, train nothing
 runs="${ERPO_RUNS:-runs}/$(basename "$data")"
+case " $* " in *" --init "*) runs="$runs/finetune" ;; esac  # where train.sh puts fine-tuning runs
 threads=$(( $(nproc) / jobs )); [ "$threads" -ge 1 ] || threads=1
 lock="$runs/.report.lock"; mkdir -p "$runs"
 

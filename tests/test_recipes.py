@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -80,6 +81,36 @@ def test_reproduce_default_plans():
             assert proc.returncode == 0, proc.stderr[-2000:]
             assert proc.stdout.split() == [f"{algo}:{seed}" for seed in range(1, seeds + 1) for algo in seven]
             assert not (Path(tmp) / "runs").exists() and not (Path(tmp) / "results").exists()
+
+
+def test_fine_tuning_queue_starts_every_schedule_from_an_mle_model(tmp_path):
+    """--init CHECKPOINT: every run of the queue starts from that seed's MLE model ({seed}) with
+    fairseq's --finetune-from-model (fresh optimizer and update count), MIXER without its
+    cross-entropy phase; the runs, scores and table live under finetune/."""
+    data = tmp_path / "synthetic"
+    data.symlink_to(REPO / "data-bin" / "synthetic")
+    runs = tmp_path / "runs" / "synthetic"
+    proc = run("bash", "scripts/train.sh", "mle", str(data), "2", *FAST, ERPO_RUNS=str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    init = str(runs / "mle" / "seed{seed}" / "checkpoint_last.pt")
+    results = tmp_path / "results"
+    proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, "--init", init,
+               PLAN="mle:2 mixer:2", ERPO_RUNS=str(tmp_path / "runs"))  # MLE continued, and MIXER
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    proc = run("bash", "scripts/train.sh", "risk", str(data), "2", *FAST, "--init", init, "--risk-candidates", "4",
+               ERPO_RUNS=str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for algo in ("mle", "mixer", "risk"):
+        log = (runs / "finetune" / algo / "seed2" / "train.log").read_text()
+        assert f"from {runs / 'mle' / 'seed2' / 'checkpoint_last.pt'}" in log
+        assert "loading pretrained model from" in log and "num_updates 20" in log and "num_updates 40" not in log
+    assert (runs / "finetune" / "mixer" / "seed2" / "scores-test.json").is_file()
+    mixer = (runs / "finetune" / "mixer" / "seed2" / "train.log").read_text()
+    assert "'mixer_xent_epochs': 0" in mixer and re.search(r"mixer_tail[=| ]+3", mixer)  # REINFORCE from update 1
+    assert re.search(r"\| risk 0\.\d+", (runs / "finetune" / "risk" / "seed2" / "train.log").read_text())
+    assert "| mixer | 1 |" in (results / "table.md").read_text()
+    missing = run("bash", "scripts/train.sh", "risk", str(data), "3", "--init", init)
+    assert missing.returncode == 2 and "seed3/checkpoint_last.pt: no such checkpoint" in missing.stderr
 
 
 def test_unknown_algorithm_lists_the_choices():
