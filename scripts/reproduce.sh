@@ -12,7 +12,7 @@
 # args every run fine-tunes from it ({seed} in the path becomes the run's seed; see train.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
 data="$1"; results="$2"; jobs="${3:-2}"; shift $(( $# >= 3 ? 3 : 2 ))
 [ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, got $jobs" >&2; exit 2; }

@@ -53,6 +53,14 @@ class SamplingConfig(FairseqDataclass):
                 "paper's dR: each prefix scored as a sentence, which flattens the increments of short "
                 "prefixes) or at-eos (prefixes unpenalized, EOS pays the penalty: a premature EOS "
                 "loses reward); sentence scores are the same"})
+    reward_level: ChoiceEnum(["token", "word"]) = field(default="token", metadata={
+        "help": "token: sequence rewards (RAML weights, MIXER returns, risk costs, the logged reward) on the "
+                "target tokens as they are, subword pieces on BPE data; word: on the words the pieces make "
+                "(--reward-bpe), as validation BLEU with --eval-bleu-remove-bpe scores them. Token-level "
+                "increments (the interpolation's reward branch, SPG) stay on the pieces"})
+    reward_bpe: Optional[str] = field(default=None, metadata={
+        "help": "the targets' subword scheme for --reward-level word: subword_nmt (pieces ending in @@; "
+                "'@@ ' is accepted) or sentencepiece (a piece starting with \u2581 starts a word)"})
     sentence_avg: bool = II("optimization.sentence_avg")
 
 

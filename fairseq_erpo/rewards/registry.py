@@ -50,11 +50,19 @@ def option(options: Any, name: str, default: Any) -> Any:
 
 
 def build_reward(name: str, dictionary: Optional[Any] = None, options: Any = None) -> Reward:
-    """The reward registered as ``name``, built for the target ``dictionary`` (fairseq Dictionary)."""
+    """The reward registered as ``name``, built for the target ``dictionary`` (fairseq Dictionary);
+    with ``options.reward_level == "word"``, scored on the words of ``options.reward_bpe`` pieces."""
     if name not in REWARD_REGISTRY:
         raise ValueError(f"--reward {name!r} is unknown; choose from: {available_rewards()} "
                          "(or register one with fairseq_erpo.rewards.register_reward)")
     if dictionary is None:
         raise ValueError(f"--reward {name}: needs the task's target dictionary (its pad/eos/unk ids); "
                          "use a task with a target dictionary, e.g. --task translation")
-    return REWARD_REGISTRY[name].build(dictionary, options)
+    reward = REWARD_REGISTRY[name].build(dictionary, options)
+    level = option(options, "reward_level", "token")
+    if level == "word":  # sequence scores on the words the subword pieces make (rewards/words.py)
+        from .words import WordLevelReward
+        return WordLevelReward(reward, list(dictionary.symbols), option(options, "reward_bpe", None))
+    if level != "token":
+        raise ValueError(f"--reward-level {level!r}: choose token or word")
+    return reward
