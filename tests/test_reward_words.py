@@ -3,9 +3,8 @@ sacrebleu and rouge-score on the words, with real subword-nmt and sentencepiece 
 Multi30k text; and a BPE Multi30k run that trains RAML and the interpolation with it."""
 from __future__ import annotations
 
-import io
-import random
 import re
+import sys
 from types import SimpleNamespace
 from typing import Dict, List, Tuple
 
@@ -15,11 +14,12 @@ import torch
 from fairseq.data import Dictionary
 
 import fairseq_erpo  # noqa: F401
-from conftest import cli, shared_path
+from conftest import REPO, cli, shared_path
 from fairseq_erpo.rewards import SpecialTokens, build_reward
 from fairseq_erpo.rewards.words import WordLevelReward, WordMerger
 
-SENTENCES = 3000  # training lines the subword models are learned on (fast, and still real)
+sys.path.insert(0, str(REPO / "scripts"))
+from subword_rewards import SENTENCES, learn_segmenters, piece_batch, text_pairs, to_ids  # noqa: E402
 
 
 def multi30k(split: str) -> List[str]:
@@ -29,65 +29,13 @@ def multi30k(split: str) -> List[str]:
 
 @pytest.fixture(scope="module")
 def segmenters(tmp_path_factory) -> Dict[str, callable]:
-    """word string -> piece strings, for a real subword-nmt and a real sentencepiece model."""
-    from subword_nmt.apply_bpe import BPE
-    from subword_nmt.learn_bpe import learn_bpe
-    import sentencepiece as spm
-
-    folder = tmp_path_factory.mktemp("subwords")
-    train = multi30k("train")[:SENTENCES]
-    (folder / "train.en").write_text("\n".join(train) + "\n", encoding="utf-8")
-    codes = io.StringIO()
-    learn_bpe(io.StringIO("\n".join(train)), codes, 500)
-    bpe = BPE(io.StringIO(codes.getvalue()))
-    spm.SentencePieceTrainer.train(input=str(folder / "train.en"), model_prefix=str(folder / "spm"), vocab_size=600,
-                                   model_type="bpe", character_coverage=1.0, bos_id=-1, eos_id=-1,
-                                   minloglevel=2)
-    model = spm.SentencePieceProcessor(model_file=str(folder / "spm.model"))
-    return {"subword_nmt": lambda text: bpe.process_line(text).split(),
-            "sentencepiece": lambda text: model.encode(text, out_type=str)}
+    """word string -> piece strings, for a real subword-nmt and a real sentencepiece model
+    (scripts/subword_rewards.py learns the same two for the measurements in docs/rewards.md)."""
+    return learn_segmenters(multi30k("train")[:SENTENCES], str(tmp_path_factory.mktemp("subwords")))
 
 
 def pairs(n: int, seed: int) -> List[Tuple[str, str]]:
-    """(hypothesis, reference) word strings from Multi30k valid: another sentence, or the reference
-    with words dropped, repeated, replaced by other sentences' words or swapped."""
-    sents = [s.split() for s in multi30k("valid")]
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        ref, other = rng.choice(sents), rng.choice(sents)
-        kind = rng.randrange(4)
-        if kind == 0:
-            hyp = list(other)
-        elif kind == 1:
-            hyp = [w for w in ref if rng.random() > 0.2] + [w for w in ref if rng.random() < 0.1]
-        elif kind == 2:
-            hyp = [rng.choice(other) if rng.random() < 0.3 else w for w in ref]
-        else:
-            hyp = list(ref)
-            i = rng.randrange(max(len(hyp) - 1, 1))
-            hyp[i:i + 2] = hyp[i:i + 2][::-1]
-        out.append((" ".join(hyp), " ".join(ref)))
-    return out
-
-
-def to_ids(rows: List[List[str]], dictionary: Dictionary) -> torch.Tensor:
-    width = max(len(r) for r in rows) + 1
-    out = torch.full((len(rows), width), dictionary.pad(), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids = [dictionary.index(p) for p in row] + [dictionary.eos()]
-        out[i, : len(ids)] = torch.tensor(ids)
-    return out
-
-
-def piece_batch(scheme: str, segment, text_pairs) -> Tuple[torch.Tensor, torch.Tensor, Dictionary]:
-    dictionary = Dictionary()
-    hyp_pieces = [segment(h) for h, _ in text_pairs]
-    ref_pieces = [segment(r) for _, r in text_pairs]
-    for row in hyp_pieces + ref_pieces:
-        for piece in row:
-            dictionary.add_symbol(piece)
-    return to_ids(hyp_pieces, dictionary), to_ids(ref_pieces, dictionary), dictionary
+    return text_pairs(multi30k("valid"), n, seed)
 
 
 def options(**fields) -> SimpleNamespace:
@@ -97,7 +45,7 @@ def options(**fields) -> SimpleNamespace:
 @pytest.mark.parametrize("scheme", ["subword_nmt", "sentencepiece"])
 def test_word_level_bleu_is_sacrebleu_on_the_words(segmenters, scheme):
     text_pairs = pairs(600, seed=1)
-    hyps, refs, dictionary = piece_batch(scheme, segmenters[scheme], text_pairs)
+    hyps, refs, dictionary = piece_batch(segmenters[scheme], text_pairs)
     word = build_reward("bleu", dictionary, options(reward_bpe=scheme))
     assert isinstance(word, WordLevelReward) and word.scale == 0.01  # the wrapped reward's settings
     theirs = torch.tensor([sacrebleu.sentence_bleu(h, [r], tokenize="none", smooth_method="add-k").score
@@ -115,7 +63,7 @@ def test_word_level_rouge_is_rouge_score_on_the_words(segmenters, scheme):
     from rouge_score import rouge_scorer
 
     text_pairs = pairs(300, seed=2)
-    hyps, refs, dictionary = piece_batch(scheme, segmenters[scheme], text_pairs)
+    hyps, refs, dictionary = piece_batch(segmenters[scheme], text_pairs)
     word = build_reward("rouge", dictionary, options(reward_bpe=scheme))
     # rouge-score keeps only [a-z0-9] tokens: give every word an alphanumeric name
     names: Dict[str, str] = {}
@@ -149,6 +97,41 @@ def test_merging_rules_and_unk():
     assert spm.words(ids("\u2581mal", "es", "\u2581bu", "shes", "\u2581a")[0].tolist()) == [
         [dictionary.index("\u2581mal"), dictionary.index("es")],
         [dictionary.index("\u2581bu"), dictionary.index("shes")], [dictionary.index("\u2581a")]]
+
+
+@pytest.mark.parametrize("scheme", ["subword_nmt", "sentencepiece"])
+def test_piece_and_word_increments_measured_along_references(segmenters, scheme):
+    """scripts/subword_rewards.py (the tables of docs/rewards.md): the word-level prefix BLEU it
+    uses is sacrebleu's on the words; along references the piece-level increments always rank the
+    next reference piece best, the two agree at EOS, and at the first piece of a split word the
+    word-level increment cannot see the word coming."""
+    from subword_rewards import increment_agreement, prefix_bleu
+
+    text_pairs = pairs(50, seed=3)
+    hyps, refs, dictionary = piece_batch(segmenters[scheme], text_pairs)
+    word = build_reward("bleu", dictionary, options(reward_bpe=scheme, bleu_brevity="at-eos"))
+    word_hyps, word_refs = word.to_words(hyps, refs)
+    finished = prefix_bleu(word_hyps, word_refs, word.inner, brevity_paid=True)
+    theirs = [sacrebleu.sentence_bleu(h, [r], tokenize="none", smooth_method="add-k").score for h, r in text_pairs]
+    assert (100 * finished - torch.tensor(theirs, dtype=torch.float64)).abs().max() < 1e-9
+    # unfinished: no brevity penalty, so a two-word prefix of the reference scores BLEU 100 (x 0.01)
+    assert float(prefix_bleu(word_refs[:1, :2], word_refs[:1], word.inner, brevity_paid=False)[0]) == pytest.approx(1.0)
+
+    references = [r for _, r in pairs(8, seed=4)]
+    table = increment_agreement(segmenters[scheme], scheme, references)
+    pieces = sum(len(segmenters[scheme](r)) for r in references)
+    assert table["all steps"]["steps"] == pieces + len(references) == sum(
+        row["steps"] for kind, row in table.items() if kind != "all steps")
+    assert all(row["next_reference_piece_in_piece_argmax"] == 1.0 for row in table.values())
+    assert table["eos"]["same_argmax"] == 1.0 and table["eos"]["steps"] == len(references)
+    split = table["first piece of a longer word"]
+    assert split["steps"] > 0 and split["same_argmax"] == 0.0 and split["next_reference_piece_in_word_argmax"] < 0.5
+    assert table["one-piece word"]["next_reference_piece_in_word_argmax"] == 1.0
+
+
+def test_subword_rewards_script_refuses_bad_options(tmp_path):
+    proc = cli(sys.executable, "scripts/subword_rewards.py", "--text", str(tmp_path), check=False)
+    assert proc.returncode == 2 and f"--text {tmp_path}: no train.en there" in proc.stderr
 
 
 def test_the_issues_example_pair():
