@@ -44,6 +44,11 @@ CRITERIONS = {
     # the benchmark runs in epoch 2: the last 6 tokens (a third of a median IWSLT sentence) by REINFORCE
     "mixer (last 6 tokens)": {"_name": "mixer", "mixer_delta": 6},
     "mixer (every token)": {"_name": "mixer", "mixer_delta": 1000},
+    # minimum risk training as train.sh risk runs it (Edunov et al.: 16 candidates, NLL weight 0.5);
+    # its tokens are the references' plus the candidates' (each candidate gets a forward and backward)
+    "risk (16 beam candidates)": {"_name": "risk", "risk_candidates": 16, "risk_generation": "beam",
+                                  "risk_nll_weight": 0.5},
+    "risk (16 samples)": {"_name": "risk", "risk_candidates": 16, "risk_generation": "sample", "risk_nll_weight": 0.5},
 }
 # per target token, relative to cross_entropy (the E-step speed issue: sampling criterions within 1.35x,
 # scheduled sampling no slower than its 1.21x before that issue, data noising within 1.1x)
@@ -154,7 +159,9 @@ def main():
                     # resampled M) per reference
                     per_ref = (criterion.cfg.raml_resample or criterion.cfg.raml_samples) \
                         if label.startswith("raml") else 1
-                    best[label] = (seconds, log.get("sample_time"), int(log["ntokens"]) * per_ref)
+                    # risk: the references' NLL and the K candidates per source it scores
+                    trained = int(log["ntokens"]) * per_ref + int(log.get("candidate_tokens", 0))
+                    best[label] = (seconds, log.get("sample_time"), trained)
             model = runs["cross_entropy"][0].eval()
             start = time.perf_counter()
             with torch.no_grad():

@@ -65,6 +65,7 @@ def test_loss_and_gradient_by_hand_on_a_fixed_candidate_set(task_and_cfg, alpha,
     loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     assert sample_size == 1 and log["sample_size"] == 1 and log["risk_sets"] == sample["target"].size(0)
+    assert log["candidate_tokens"] == int((candidates != PAD).sum())  # what the update trains on, besides y*
 
     # by hand: q = softmax(s * log p(u) / |u|) per set, cost = 1 - BLEU/100 (the reward's own scale)
     model.zero_grad()

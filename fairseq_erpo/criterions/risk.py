@@ -177,10 +177,10 @@ class RiskCriterion(CrossEntropyCriterion):
         risk = (q * cost.to(q.dtype)).sum(1)  # [B]
         alpha, ntokens = self.cfg.risk_nll_weight, sample["ntokens"]
         loss = alpha * ref_nll.sum() / ntokens + (1.0 - alpha) * risk.sum() / refs.size(0)
-        log = {"loss": loss.data, "nll_sum": float(ref_nll.sum()), "ntokens": ntokens,
-               "nsentences": refs.size(0), "sample_size": 1, "risk_sum": float(risk.sum()),
+        log = {"loss": loss.data, "nll_sum": float(ref_nll.detach().sum()), "ntokens": ntokens,
+               "nsentences": refs.size(0), "sample_size": 1, "risk_sum": float(risk.detach().sum()),
                "risk_sets": refs.size(0), "candidate_reward_sum": float(reward.sum()),
-               "candidates": int(reward.numel())}
+               "candidates": int(reward.numel()), "candidate_tokens": int((candidates != self.padding_idx).sum())}
         return loss, 1, log
 
     def sequence_nll(self, model, encoder_out, targets: Tensor, order: Tensor) -> Tensor:
