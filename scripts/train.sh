@@ -67,7 +67,7 @@ case "$algo" in
     data_noising) crit=(--criterion data_noising --noise-prob 0.1) ;;
     # the authors' schedule: their per-epoch restart at their epoch's length, ~2,300 updates on IWSLT14
     scheduled_sampling) crit=(--criterion scheduled_sampling --ss-k "$ss_k" --ss-counter period --ss-period 2300) ;;
-    scheduled_sampling_paper) crit=(--criterion scheduled_sampling --ss-k "$ss_k") ;;
+    scheduled_sampling_paper) crit=(--criterion scheduled_sampling --ss-k "$ss_k" --ss-counter global) ;;
     scheduled_sampling_per_epoch) crit=(--criterion scheduled_sampling --ss-k "$ss_k" --ss-counter epoch) ;;
     raml) crit=(--criterion raml --reward "$metric" --raml-samples 10 --raml-tau 0.4) ;;
     raml_resampled) crit=(--criterion raml --reward "$metric" --raml-samples 10 --raml-tau 0.4 --raml-resample 1) ;;

@@ -94,6 +94,12 @@ def test_period_counter_and_floor(task_and_cfg):
         torch.manual_seed(1 + update)  # fairseq's trainer seeds --seed 1 + the update count
         steps.append(ss.schedule_step())
     assert steps == [1, 2, 2300, 1, 2, 1]
+    default = build(task, cfg, "scheduled_sampling")  # the default, chosen on validation: this schedule
+    assert default.cfg.ss_counter == "period" and default.period == 2300
+    torch.manual_seed(1 + 2301)
+    assert default.schedule_step() == 2
+    paper = build(task, cfg, "scheduled_sampling", ss_counter="global")  # the formula as the paper states it
+    assert paper.schedule_step() == 2301
     # over one period the model's share 1 - eps climbs from 0.002 to 0.166, as over an authors' IWSLT14 epoch
     assert 1 - ss.truth_probability(1) == pytest.approx(0.002, abs=1e-3)
     assert 1 - ss.truth_probability(2300) == pytest.approx(0.1659, abs=1e-4)
@@ -105,8 +111,9 @@ def test_period_counter_and_floor(task_and_cfg):
 
 @pytest.mark.parametrize("fields, message", [({"ss_k": 0.0}, "--ss-k must be > 0"),
                                              ({"ss_eps": 1.5}, "--ss-eps must be in"),
-                                             ({"ss_counter": "period"}, "--ss-counter period needs --ss-period N >= 1"),
-                                             ({"ss_period": 100}, "--ss-period 100 has no effect with --ss-counter global"),
+                                             ({"ss_period": 0}, "--ss-period must be >= 1"),
+                                             ({"ss_counter": "global", "ss_period": 100},
+                                              "--ss-period 100 has no effect with --ss-counter global"),
                                              ({"ss_min_truth": -0.1}, "--ss-min-truth must be in")])
 def test_bad_options(task_and_cfg, fields, message):
     task, cfg = task_and_cfg

@@ -11,13 +11,14 @@ except for the rows whose next input is a model token, which need their distribu
 
 ``--ss-counter epoch`` counts i from 1 again at every epoch's first update. That is what the
 authors' texar code does (``scheduled_sampling_main.py`` passes its step counter to ``_train_epoch``
-by value), and the paper's scheduled-sampling results come from that code; the default, ``global``,
-is the formula as Bengio et al. and the paper state it, with the trainer's update count. How much
-of the input the model feeds then depends on the corpus: the per-epoch restart keeps eps within
-[0.84, 1] on IWSLT14 (~2,300 updates per epoch) but within [0.995, 1] on Multi30k (454), and the
-global count drives eps to 0.02 by update 5,000 on any corpus. ``--ss-counter period --ss-period N``
-is the authors' restart every N updates whatever the epoch's length (N = 2300: their IWSLT14
-schedule), and ``--ss-min-truth`` puts a floor under eps.
+by value), and the paper's scheduled-sampling results come from that code; ``global`` is the
+formula as Bengio et al. and the paper state it, with the trainer's update count. How much of the
+input the model feeds then depends on the corpus: the per-epoch restart keeps eps within [0.84, 1]
+on IWSLT14 (~2,300 updates per epoch) but within [0.995, 1] on Multi30k (454), and the global
+count drives eps to 0.02 by update 5,000 on any corpus. The default, ``--ss-counter period``, is
+the authors' restart every ``--ss-period`` updates (default 2300, their IWSLT14 epoch) whatever the
+epoch's length, chosen on Multi30k validation BLEU: the global count fell from 36.6 to 24-26 there,
+the period schedule held MLE's level (docs/baselines.md). ``--ss-min-truth`` puts a floor under eps.
 
 When every coin of a batch picks the ground truth (always with eps = 1), the batch is plain
 teacher forcing: exactly fairseq's ``cross_entropy``.
@@ -37,6 +38,8 @@ from ..sampling import LinearOutputLayer, UpdateSeededGenerator, draw_tokens, lo
 from .erpo import logged_total
 from .progress import update_number, updates_into_epoch
 
+DEFAULT_SS_PERIOD = 2300  # updates of 64 sentences in an epoch of the authors' IWSLT14 data (docs/baselines.md)
+
 
 @dataclass
 class ScheduledSamplingConfig(FairseqDataclass):
@@ -45,14 +48,15 @@ class ScheduledSamplingConfig(FairseqDataclass):
                 "summarization (paper); > 0"})
     ss_schedule: ChoiceEnum(["inverse_sigmoid", "constant"]) = field(default="inverse_sigmoid", metadata={
         "help": "inverse_sigmoid: eps decays with the update number; constant: eps = --ss-eps"})
-    ss_counter: ChoiceEnum(["global", "epoch", "period"]) = field(default="global", metadata={
-        "help": "i of the decay: global: the trainer's update count (the paper's formula); epoch: 1 at "
-                "each epoch's first update, as in the authors' texar code (needs --task erpo_translation, "
-                "which records where each epoch began); period: 1 again every --ss-period updates, the "
-                "authors' restart at a length that does not depend on the corpus"})
-    ss_period: int = field(default=0, metadata={
-        "help": "with --ss-counter period: updates between two restarts of i (the authors' IWSLT14 epoch: "
-                "about 2,300 updates of 64 sentences); >= 1"})
+    ss_counter: ChoiceEnum(["global", "epoch", "period"]) = field(default="period", metadata={
+        "help": "i of the decay: period (default, chosen on validation): 1 again every --ss-period updates, "
+                "the authors' restart at a length that does not depend on the corpus; global: the "
+                "trainer's update count (the paper's formula); epoch: 1 at each epoch's first update, as "
+                "in the authors' texar code (needs --task erpo_translation, which records where each "
+                "epoch began)"})
+    ss_period: Optional[int] = field(default=None, metadata={
+        "help": f"with --ss-counter period: updates between two restarts of i (default {DEFAULT_SS_PERIOD}, "
+                "the authors' IWSLT14 epoch of 64-sentence batches); >= 1"})
     ss_min_truth: float = field(default=0.0, metadata={
         "help": "a floor on eps: the ground truth is fed with probability max(eps_i, this); in [0, 1]"})
     ss_eps: float = field(default=1.0, metadata={"help": "ground-truth probability of the constant schedule"})
@@ -70,10 +74,10 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
             raise ValueError(f"--ss-k must be > 0, got {cfg.ss_k}")
         if not 0.0 <= cfg.ss_eps <= 1.0:
             raise ValueError(f"--ss-eps must be in [0, 1], got {cfg.ss_eps}")
-        if cfg.ss_counter == "period" and cfg.ss_period < 1:
-            raise ValueError(f"--ss-counter period needs --ss-period N >= 1 (updates between restarts of the "
-                             f"count), got {cfg.ss_period}")
-        if cfg.ss_counter != "period" and cfg.ss_period != 0:
+        if cfg.ss_counter == "period" and cfg.ss_period is not None and cfg.ss_period < 1:
+            raise ValueError(f"--ss-period must be >= 1 (updates between restarts of the count), got "
+                             f"{cfg.ss_period}")
+        if cfg.ss_counter != "period" and cfg.ss_period is not None:
             raise ValueError(f"--ss-period {cfg.ss_period} has no effect with --ss-counter {cfg.ss_counter}: add "
                              "--ss-counter period, or drop --ss-period")
         if not 0.0 <= cfg.ss_min_truth <= 1.0:
@@ -83,6 +87,7 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
                              f"{type(task).__name__} does not track: use --task erpo_translation, or "
                              "--ss-counter global")
         self.cfg = cfg
+        self.period = DEFAULT_SS_PERIOD if cfg.ss_period is None else cfg.ss_period
         self.bos = task.target_dictionary.bos()
         self._rng = UpdateSeededGenerator(salt=0x55)
 
@@ -100,7 +105,7 @@ class ScheduledSamplingCriterion(CrossEntropyCriterion):
         if self.cfg.ss_counter == "epoch":
             return updates_into_epoch(self.task) + 1  # texar's total_step_counter starts at 1
         if self.cfg.ss_counter == "period":  # the same restart, every --ss-period updates
-            return update_number(self.task, self.cfg.seed) % self.cfg.ss_period + 1
+            return update_number(self.task, self.cfg.seed) % self.period + 1
         return update_number(self.task, self.cfg.seed)
 
     def forward(self, model, sample, reduce=True):
