@@ -5,7 +5,10 @@
   ``tokenize="none"`` on the same whitespace tokens is that computation. ``--detok LANG`` adds
   sacrebleu's standard detokenized BLEU (Moses-detokenized hypotheses and references, 13a) with
   its signature.
-* ROUGE (``--rouge``, summarization): mean ROUGE-1/2/L F1 x 100 (rouge-score, no stemming).
+* ROUGE (``--rouge``, summarization): mean ROUGE-1/2/L F1 x 100 (rouge-score, no stemming). rouge-score
+  keeps ``[a-z0-9]`` tokens, so a hypothesis ``<unk>`` matches a reference ``<unk>`` (fairseq prints it
+  ``<<unk>>``) as the word ``unk``. The ``*_no_unk_credit`` scores give no such match, as the rewards
+  and the validation ROUGE do (a reference ``<unk>`` matches nothing; both still count in lengths).
 
 Hypotheses and references are read from the H-/T- lines (after fairseq's ``--remove-bpe``/
 post-processing, if any), ordered by sentence id.
@@ -54,9 +57,15 @@ def detokenized_bleu(hyps: List[str], refs: List[str], lang: str) -> Tuple[float
     return score.score, str(metric.get_signature())
 
 
-def rouge(hyps: List[str], refs: List[str]) -> Dict[str, float]:
+def rouge(hyps: List[str], refs: List[str], credit_unk: bool = True) -> Dict[str, float]:
+    """Mean ROUGE-1/2/L F1 x 100; ``credit_unk=False``: ``<unk>`` never matches (distinct words on
+    the two sides, so lengths are unchanged)."""
     from rouge_score import rouge_scorer
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=False)
+    if not credit_unk:
+        def rename(lines: List[str], word: str) -> List[str]:
+            return [" ".join(word if w in ("<unk>", "<<unk>>") else w for w in line.split()) for line in lines]
+        hyps, refs = rename(hyps, "unkhypothesis"), rename(refs, "unkreference")
     totals = {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     for hyp, ref in zip(hyps, refs):
         for key, value in scorer.score(ref, hyp).items():
@@ -80,6 +89,7 @@ def main() -> None:
         record.update(sacrebleu=round(score, 2), sacrebleu_signature=signature)
     if args.rouge:
         record.update(rouge(hyps, refs))
+        record.update({f"{key}_no_unk_credit": value for key, value in rouge(hyps, refs, credit_unk=False).items()})
     if args.json:
         json.dump(record, sys.stdout)
         print()

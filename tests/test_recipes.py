@@ -61,13 +61,14 @@ def test_reproduce_queue_on_summarization_data(tmp_path):
         log = (runs / algo / "seed1" / "train.log").read_text()
         assert "num_updates 20" in log and "| rougeL " in log and "| bleu " not in log
         scores = json.loads((runs / algo / "seed1" / "scores-test.json").read_text())
-        assert set(scores) >= {"rouge1", "rouge2", "rougeL"} and scores["sentences"] == 500
+        assert set(scores) >= {"rouge1", "rouge2", "rougeL", "rougeL_no_unk_credit"} and scores["sentences"] == 500
     config = lambda algo: (runs / algo / "seed1" / "train.log").read_text()  # noqa: E731
     assert "'reward': 'rouge'" in config("interpolation") and "'reward_sample_scale': 1000.0" in config("interpolation")
     assert "'ss_k': 600" in config("scheduled_sampling")
     assert "'anneal_metric': rouge" in config("interpolation")
     table = (results / "table.md").read_text()
     assert "| mle | 1 |" in table and "32.32 ± 0.19" in table  # the paper's MLE ROUGE-L (Table 2)
+    assert "| ROUGE-L, no `<unk>` credit |" in table
 
 
 def test_reproduce_default_plans():
