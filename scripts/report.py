@@ -10,9 +10,9 @@ fairseq's "done training") and, once evaluated,
 ``RESULTS`` only:
 
 * ``RESULTS/table.md``: per algorithm, the number of seeds and test BLEU mean +- std (sample std;
-  a single seed's score alone, as it has no spread to show), detokenized sacrebleu, or ROUGE-1/2/L and ROUGE-L without <unk> credit
-  for summarization; next to them the gain over MLE and the paper's number and gain (Table 1
-  BLEU, Table 2 ROUGE-L), then both orderings;
+  a single seed's score alone, as it has no spread to show), detokenized sacrebleu, or for
+  summarization ROUGE-1/2/L and ROUGE-L without ``<unk>`` credit; next to them the gain over MLE
+  and the paper's number and gain (Table 1 BLEU, Table 2 ROUGE-L), then both orderings;
   then each run's validation pick (best score, its epoch, and whether it falls in the run's last
   10%, where the budget may have cut the algorithm short);
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
