@@ -4,8 +4,8 @@
     python scripts/report.py --runs runs/multi30k.de-en --results results/multi30k
 
 A finished run is ``RUNS/<algo>/seed<N>/`` with ``train.log`` (from scripts/train.sh, ending in
-fairseq's "done training") and, once evaluated,
-``scores-test.json`` (from scripts/evaluate.sh). Both small files are copied to
+fairseq's "done training") and ``scores-test.json`` (from scripts/evaluate.sh); a run without its
+scores is left out. Both small files are copied to
 ``RESULTS/<algo>/seed<N>/``, so the results survive without the checkpoints. The report is built from
 ``RESULTS`` only:
 
@@ -61,8 +61,8 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def collect(runs: Path, results: Path) -> int:
     copied = 0
     for log in sorted(runs.glob("*/seed*/train.log")):
-        if "done training" not in log.read_text(errors="replace"):
-            continue  # unfinished: its log would be replaced on the next report anyway
+        if "done training" not in log.read_text(errors="replace") or not (log.parent / "scores-test.json").exists():
+            continue  # unfinished or not yet scored (reproduce.sh removes a shorter budget's scores)
         target = results / log.parent.parent.name / log.parent.name
         target.mkdir(parents=True, exist_ok=True)
         for name in ("train.log", "scores-test.json"):

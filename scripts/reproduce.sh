@@ -7,12 +7,13 @@
 # scripts/train.sh, JOBS at a time (OMP_NUM_THREADS split between them), evaluates each finished
 # run on the test split with scripts/evaluate.sh, and refreshes RESULTS (table.md, convergence.png,
 # the runs' logs and scores) with scripts/report.py after each one. Interrupted? Run the same
-# command again: finished runs are skipped, unfinished ones resume from their checkpoint_last.pt.
+# command again: finished runs are skipped, unfinished ones resume from their checkpoint_last.pt
+# (a run trained to a shorter budget, e.g. by hand with --max-epoch 4, is unfinished).
 # DRY_RUN=1 prints the plan, one ALGO:SEED a line, and exits. With --init CHECKPOINT among the extra
 # args every run fine-tunes from it ({seed} in the path becomes the run's seed; see train.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,12p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
 data="$1"; results="$2"; jobs="${3:-2}"; shift $(( $# >= 3 ? 3 : 2 ))
 [ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, got $jobs" >&2; exit 2; }
@@ -29,18 +30,29 @@ case " $* " in *" --init "*) runs="$runs/finetune" ;; esac  # where train.sh put
 threads=$(( $(nproc) / jobs )); [ "$threads" -ge 1 ] || threads=1
 lock="$runs/.report.lock"; mkdir -p "$runs"
 
-finished() { [ -f "$runs/$1/seed$2/train.log" ] && grep -q "done training" "$runs/$1/seed$2/train.log"; }
+# A run is finished when its training ended under this queue's arguments: queue-args records them.
+# A run trained under others (a shorter --max-epoch by hand, an older budget) is resumed to this
+# budget, and its old test scores are removed first, so that a checkpoint short of the budget is
+# never scored or reported as a final run.
+finished() {
+    local dir="$runs/$1/seed$2"; shift 2
+    [ -f "$dir/train.log" ] && grep -q "done training" "$dir/train.log" &&
+        [ -f "$dir/queue-args" ] && [ "$(cat "$dir/queue-args")" = "$*" ]
+}
 
 one() {  # train (or resume), evaluate, report
     local algo="$1" seed="$2"; shift 2
-    if ! finished "$algo" "$seed"; then
+    local dir="$runs/$algo/seed$seed"
+    if ! finished "$algo" "$seed" "$@"; then
+        rm -f "$dir/queue-args" "$dir/scores-test.json" "$dir"/generate-test.*
         OMP_NUM_THREADS=$threads bash scripts/train.sh "$algo" "$data" "$seed" "$@" >/dev/null
-        finished "$algo" "$seed" || { echo "$algo seed $seed: training stopped early, see $runs/$algo/seed$seed/train.log" >&2; return 1; }
+        grep -q "done training" "$dir/train.log" || { echo "$algo seed $seed: training stopped early, see $dir/train.log" >&2; return 1; }
+        printf '%s\n' "$*" > "$dir/queue-args"
     fi
-    [ -f "$runs/$algo/seed$seed/scores-test.json" ] ||
-        OMP_NUM_THREADS=$threads bash scripts/evaluate.sh "$runs/$algo/seed$seed" "$data" test >/dev/null
+    [ -f "$dir/scores-test.json" ] ||
+        OMP_NUM_THREADS=$threads bash scripts/evaluate.sh "$dir" "$data" test >/dev/null
     flock "$lock" python scripts/report.py --runs "$runs" --results "$results" >/dev/null
-    echo "$(date -u +%FT%TZ) $algo seed $seed: $(cat "$runs/$algo/seed$seed/scores-test.json")"
+    echo "$(date -u +%FT%TZ) $algo seed $seed: $(cat "$dir/scores-test.json")"
 }
 
 . scripts/env.sh

@@ -21,16 +21,24 @@ def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
 
 def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
     """scripts/reproduce.sh drives train.sh -> evaluate.sh -> report.py for every (algo, seed): every
-    algorithm's recipe trains, decodes and is scored."""
+    algorithm's recipe trains, decodes and is scored; a run short of the queue's budget is resumed."""
     data = tmp_path / "synthetic"
     data.symlink_to(REPO / "data-bin" / "synthetic")
     runs, results = tmp_path / "runs" / "synthetic", tmp_path / "results"
     plan = ("mle:1 interpolation:1 interpolation:2 interpolation_paper:1 mixer:1 mixer_running_mean:1 raml:1 "
             "raml_resampled:1 spg:1 data_noising:1 scheduled_sampling:1 scheduled_sampling_paper:1 "
             "scheduled_sampling_per_epoch:1")
+    # MLE seed 1 trained by hand to a shorter budget, and scored: not a finished run of this queue
+    short = run("bash", "scripts/train.sh", "mle", str(data), "1", *FAST, "--max-update", "10",
+                ERPO_RUNS=str(tmp_path / "runs"))
+    assert short.returncode == 0 and "num_updates 10" in (runs / "mle" / "seed1" / "train.log").read_text()
+    (runs / "mle" / "seed1" / "scores-test.json").write_text(json.dumps({"bleu": -1.0}))
     proc = run("bash", "scripts/reproduce.sh", str(data), str(results), "2", *FAST, PLAN=plan,
                ERPO_RUNS=str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    # resumed from its 10 updates to the queue's 20, then scored again (the stale score is gone)
+    assert "@ 10 updates)" in (runs / "mle" / "seed1" / "train.log").read_text()
+    assert (runs / "mle" / "seed1" / "queue-args").read_text() == " ".join(FAST) + "\n"
     for algo, seed in (item.split(":") for item in plan.split()):
         assert "num_updates 20" in (runs / algo / f"seed{seed}" / "train.log").read_text()
         scores = json.loads((runs / algo / f"seed{seed}" / "scores-test.json").read_text())
@@ -124,15 +132,17 @@ def test_report_collects_only_finished_runs(tmp_path):
     valid = ("2026-11-25 21:33:00 | INFO | valid | epoch 001 | valid on 'valid' subset | loss 4.5 | bleu 12.3 "
              "| wps 1 | num_updates 454 | best_bleu 12.3\n")
     runs = tmp_path / "runs"
-    for algo, finished in (("mle", True), ("raml", False)):
+    for algo, finished, scored in (("mle", True, True), ("raml", False, True), ("spg", True, False)):
         run_dir = runs / algo / "seed1"
         run_dir.mkdir(parents=True)
         (run_dir / "train.log").write_text(valid + ("done training in 10.0 seconds\n" if finished else ""))
-        (run_dir / "scores-test.json").write_text(json.dumps({"bleu": 30.0, "sacrebleu": 29.0, "sentences": 1}))
+        if scored:
+            (run_dir / "scores-test.json").write_text(json.dumps({"bleu": 30.0, "sacrebleu": 29.0, "sentences": 1}))
     results = tmp_path / "results"
     proc = run(str(BIN / "python"), "scripts/report.py", "--runs", str(runs), "--results", str(results))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (results / "mle" / "seed1" / "train.log").is_file() and not (results / "raml").exists()
+    assert not (results / "spg").exists()  # trained, not scored yet
     assert "| mle | 1 | 30.00 | 29.00 |" in (results / "table.md").read_text()
 
 
