@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from fairseq_erpo.rewards import build_reward  # noqa: E402
 from fairseq_erpo.rewards.bleu import BleuIncrement  # noqa: E402
+from fairseq_erpo.rewards.words import WordMerger  # noqa: E402
 
 SENTENCES = 3000  # training lines the subword models are learned on
 MERGES, PIECES = 500, 600  # small models: many words split, as on small corpora
@@ -160,8 +161,8 @@ def increment_agreement(segment, scheme: str, references: Sequence[str]) -> Dict
     # the tokens a branch may draw: every piece and EOS (not bos, pad or unk)
     candidates = torch.tensor([v for v in range(vocab) if v not in (dictionary.bos(), special.pad, special.unk)])
     eos_column = int((candidates == special.eos).nonzero())
-    continues = [s.endswith("@@") for s in dictionary.symbols]
-    starts = [s.startswith("\u2581") for s in dictionary.symbols]
+    # the last token of one row per candidate (prefix + v), then of the prefix itself (EOS appends nothing)
+    last = torch.cat([candidates.masked_fill(candidates == special.eos, special.pad), torch.tensor([special.pad])])
     tallies: Dict[str, List[float]] = defaultdict(lambda: [0.0] * 5)
     for b in range(refs.size(0)):
         ref = refs[b : b + 1]
@@ -169,9 +170,6 @@ def increment_agreement(segment, scheme: str, references: Sequence[str]) -> Dict
         state = inner.start(ref)
         for t in range(len(pieces) + 1):
             piece_deltas = state.deltas().expand(vocab)[0, candidates]
-            # one row per candidate (prefix + v), then the prefix itself (EOS appends nothing)
-            last = torch.cat([candidates, torch.tensor([special.pad])]).masked_fill(
-                torch.cat([candidates == special.eos, torch.tensor([True])]), special.pad)
             rows = torch.cat([torch.tensor(pieces[:t], dtype=torch.long).expand(len(last), t), last.unsqueeze(1)], 1)
             word_rows, word_ref = word_level.to_words(rows, ref)
             word_refs = word_ref.expand(len(last), -1)
@@ -183,7 +181,7 @@ def increment_agreement(segment, scheme: str, references: Sequence[str]) -> Dict
             best_word = word_deltas >= word_deltas.max() - TIE
             nxt = special.eos if t == len(pieces) else pieces[t]
             column = int((candidates == nxt).nonzero())
-            kind = next_piece_kind(pieces, t, scheme, continues, starts)
+            kind = next_piece_kind(pieces, t, word_level.merger)
             for key in (kind, "all steps"):
                 tally = tallies[key]
                 tally[0] += 1
@@ -199,15 +197,16 @@ def increment_agreement(segment, scheme: str, references: Sequence[str]) -> Dict
             for kind, (n, same, opt, p, w) in sorted(tallies.items())}
 
 
-def next_piece_kind(pieces: List[int], t: int, scheme: str, continues, starts) -> str:
+def next_piece_kind(pieces: List[int], t: int, merger: WordMerger) -> str:
+    """Where the reference's piece t sits in its word (by the reward's own word boundaries)."""
     if t == len(pieces):
         return "eos"
-    if scheme == "subword_nmt":
-        first = t == 0 or not continues[pieces[t - 1]]
-        last = not continues[pieces[t]]
+    if merger.scheme == "subword_nmt":
+        first = t == 0 or not merger.continues[pieces[t - 1]]
+        last = not merger.continues[pieces[t]]
     else:
-        first = starts[pieces[t]] or t == 0
-        last = t + 1 == len(pieces) or starts[pieces[t + 1]]
+        first = merger.starts[pieces[t]] or t == 0
+        last = t + 1 == len(pieces) or merger.starts[pieces[t + 1]]
     if first and last:
         return "one-piece word"
     return "first piece of a longer word" if first else "later piece of a longer word"
