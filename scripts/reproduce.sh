@@ -9,11 +9,13 @@
 # the runs' logs and scores) with scripts/report.py after each one. Interrupted? Run the same
 # command again: finished runs are skipped, unfinished ones resume from their checkpoint_last.pt
 # (a run trained to a shorter budget, e.g. by hand with --max-epoch 4, is unfinished).
+# EVAL_ARGS: extra fairseq-generate arguments for every evaluation (the tests cap the length of
+# their untrained models' hypotheses); the tables use evaluate.sh's defaults, beam 5.
 # DRY_RUN=1 prints the plan, one ALGO:SEED a line, and exits. With --init CHECKPOINT among the extra
 # args every run fine-tunes from it ({seed} in the path becomes the run's seed; see train.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 2 ] || { sed -n '2,13p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,15p' "$0" >&2; exit 2; }
 data="$1"; results="$2"; jobs="${3:-2}"; shift $(( $# >= 3 ? 3 : 2 ))
 [ -d "$data" ] || { echo "DATA $data: no such folder (prepare it with scripts/prepare-*.sh)" >&2; exit 2; }
 [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "JOBS must be a positive integer, got $jobs" >&2; exit 2; }
@@ -50,7 +52,7 @@ one() {  # train (or resume), evaluate, report
         printf '%s\n' "$*" > "$dir/queue-args"
     fi
     [ -f "$dir/scores-test.json" ] ||
-        OMP_NUM_THREADS=$threads bash scripts/evaluate.sh "$dir" "$data" test >/dev/null
+        OMP_NUM_THREADS=$threads bash scripts/evaluate.sh "$dir" "$data" test ${EVAL_ARGS:-} >/dev/null
     flock "$lock" python scripts/report.py --runs "$runs" --results "$results" >/dev/null
     echo "$(date -u +%FT%TZ) $algo seed $seed: $(cat "$dir/scores-test.json")"
 }

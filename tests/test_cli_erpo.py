@@ -64,7 +64,10 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
 @pytest.mark.parametrize("name", ["interpolation", *BASELINES])
 def test_checkpoint_decodes(tmp_path, name):
     cli("fairseq-train", *train_args(tmp_path, "--task", "erpo_translation", *CRITERIONS[name], "--no-anneal"))
-    proc = cli("fairseq-generate", *generate_args(tmp_path / "checkpoint_last.pt"))
+    # hypotheses capped near the source length: a 20-update model may never write EOS, and what is
+    # tested is that the checkpoint loads and decodes, not 200-token beams
+    proc = cli("fairseq-generate", *generate_args(tmp_path / "checkpoint_last.pt", "--max-len-a", "1.2",
+                                                   "--max-len-b", "10"))
     assert len([line for line in proc.stdout.splitlines() if line.startswith("H-")]) == 500
 
 

@@ -14,8 +14,13 @@ FAST = ["--max-update", "20", "--validate-interval-updates", "10", "--max-valid-
         "--eval-bleu-args", '{"beam": 1, "max_len_b": 5}']
 
 
+# the queue's test decoding: 20-update models may never write EOS, so hypotheses stop near the source length
+EVAL_ARGS = "--max-len-a 1.2 --max-len-b 10"
+
+
 def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "2", "HOME": str(Path.home()), **env_extra}
+    env = {"PATH": f"{BIN}:/usr/bin:/bin", "OMP_NUM_THREADS": "2", "HOME": str(Path.home()),
+           "EVAL_ARGS": EVAL_ARGS, **env_extra}
     return subprocess.run(list(args), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
