@@ -17,11 +17,12 @@
 # same command again resumes from the run's checkpoint_last.pt (fairseq's default) and appends to
 # its train.log. Fine-tuning: --init CHECKPOINT (below), e.g.
 #   bash scripts/train.sh risk DATA 1 --init runs/DATA/mle/seed{seed}/checkpoint_best.pt --max-update 2000
+# DRY_RUN=1 prints the fairseq-train arguments, one a line, and trains nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
-[ $# -ge 2 ] || { sed -n '2,19p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,20p' "$0" >&2; exit 2; }
 algo="$1"; data="$2"; shift 2
 seed=1
 if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then seed="$1"; shift; fi
@@ -89,12 +90,15 @@ esac
 
 save="${ERPO_RUNS:-runs}/$(basename "$data")${init:+/finetune}/$algo/seed$seed"
 start=(); [ -z "$init" ] || start=(--finetune-from-model "$init")
+args=("$data" "${langs[@]}" --user-dir fairseq_erpo --task erpo_translation
+    --arch lstm_erpo_iwslt_de_en "${crit[@]}" "${start[@]}"
+    --optimizer adam --lr 1e-3 --batch-size 64 --required-batch-size-multiple 1 --max-epoch 30
+    "${eval[@]}" --eval-bleu-args '{"beam": 5}'
+    --best-checkpoint-metric "$metric" --maximize-best-checkpoint-metric
+    --seed "$seed" --save-dir "$save" --no-epoch-checkpoints --no-progress-bar --log-format simple
+    --log-interval 100 --num-workers 0 "$@")
+# DRY_RUN=1: print fairseq-train's arguments, one a line, and train nothing
+if [ -n "${DRY_RUN:-}" ]; then printf '%s\n' "${args[@]}"; exit 0; fi
 mkdir -p "$save"
 echo "training $algo on $data (seed $seed${init:+, from $init}) -> $save"
-fairseq-train "$data" "${langs[@]}" --user-dir fairseq_erpo --task erpo_translation \
-    --arch lstm_erpo_iwslt_de_en "${crit[@]}" "${start[@]}" \
-    --optimizer adam --lr 1e-3 --batch-size 64 --required-batch-size-multiple 1 --max-epoch 30 \
-    "${eval[@]}" --eval-bleu-args '{"beam": 5}' \
-    --best-checkpoint-metric "$metric" --maximize-best-checkpoint-metric \
-    --seed "$seed" --save-dir "$save" --no-epoch-checkpoints --no-progress-bar --log-format simple \
-    --log-interval 100 --num-workers 0 "$@" 2>&1 | tee -a "$save/train.log"
+fairseq-train "${args[@]}" 2>&1 | tee -a "$save/train.log"
