@@ -7,15 +7,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from conftest import BIN, REPO
+from conftest import BIN, REPO, SHORT_DECODE
 from erpo_helpers import summarization_bin
 
 FAST = ["--max-update", "20", "--validate-interval-updates", "10", "--max-valid-steps", "1",
         "--eval-bleu-args", '{"beam": 1, "max_len_b": 5}']
 
 
-# the queue's test decoding: 20-update models may never write EOS, so hypotheses stop near the source length
-EVAL_ARGS = "--max-len-a 1.2 --max-len-b 10"
+# the queue's test decoding, passed to evaluate.sh through reproduce.sh
+EVAL_ARGS = " ".join(SHORT_DECODE)
 
 
 def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
