@@ -36,6 +36,10 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
     log = train_log(cli("fairseq-train", *train_args(tmp_path, "--task", task, *CRITERIONS[name], *extra)))
     assert "num_updates 20" in log and (tmp_path / "checkpoint_last.pt").is_file()
     assert re.search(r"\| loss \d+\.\d+", log)
+    if task == "erpo_translation" and name in ("interpolation", *BASELINES):
+        # the checkpoint loads in fairseq-generate and decodes every test sentence
+        proc = cli("fairseq-generate", *generate_args(tmp_path / "checkpoint_last.pt", *SHORT_DECODE))
+        assert len([line for line in proc.stdout.splitlines() if line.startswith("H-")]) == 500
     if name == "scheduled_sampling":
         # k = 5: eps_i = 5 / (5 + exp(i / 5)) falls from 0.83 to 0.08 over the 20 updates, which
         # shows the criterion reads the trainer's update count
@@ -59,13 +63,6 @@ def test_criterion_trains_20_updates(tmp_path, name, task):
         assert re.search(r"frac_model 0\.\d+ \| frac_reward 0\.\d+ \| frac_truth 0\.\d+", log)
         warned = "annealing needs --task erpo_translation" in log
         assert warned == (task == "translation")
-
-
-@pytest.mark.parametrize("name", ["interpolation", *BASELINES])
-def test_checkpoint_decodes(tmp_path, name):
-    cli("fairseq-train", *train_args(tmp_path, "--task", "erpo_translation", *CRITERIONS[name], "--no-anneal"))
-    proc = cli("fairseq-generate", *generate_args(tmp_path / "checkpoint_last.pt", *SHORT_DECODE))
-    assert len([line for line in proc.stdout.splitlines() if line.startswith("H-")]) == 500
 
 
 def schedule_of(checkpoint) -> dict:
