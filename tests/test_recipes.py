@@ -25,15 +25,15 @@ def run(*args: str, **env_extra: str) -> subprocess.CompletedProcess:
 
 
 def test_reproduce_queue_trains_evaluates_reports_and_resumes(tmp_path):
-    """scripts/reproduce.sh drives train.sh -> evaluate.sh -> report.py for every (algo, seed): every
-    algorithm's recipe trains, decodes and is scored; a run short of the queue's budget is resumed."""
+    """scripts/reproduce.sh drives train.sh -> evaluate.sh -> report.py for every (algo, seed) of its
+    plan: each run trains, decodes and is scored; a run short of the queue's budget is resumed."""
     data = tmp_path / "synthetic"
     data.symlink_to(REPO / "data-bin" / "synthetic")
     runs, results = tmp_path / "runs" / "synthetic", tmp_path / "results"
-    # the seven rows of the tables and RAML with all its samples; the variant recipes
-    # (*_paper, *_per_epoch, mixer_running_mean, risk, erpo) are parsed by fairseq below
-    plan = ("mle:1 interpolation:1 interpolation:2 mixer:1 raml:1 raml_resampled:1 spg:1 data_noising:1 "
-            "scheduled_sampling:1")
+    # the recipes with phases or schedules of their own (MIXER's cross-entropy epochs, scheduled
+    # sampling's restarted count, the interpolation's annealing, SPG's bang-bang draws) and RAML's
+    # samples; every recipe's arguments build its task, model and criterion in the parser test below
+    plan = "mle:1 interpolation:1 interpolation:2 mixer:1 raml_resampled:1 spg:1 scheduled_sampling:1"
     # MLE seed 1 trained by hand to a shorter budget, and scored: not a finished run of this queue
     short = run("bash", "scripts/train.sh", "mle", str(data), "1", *FAST, "--max-update", "10",
                 ERPO_RUNS=str(tmp_path / "runs"))
@@ -131,8 +131,10 @@ def test_fine_tuning_queue_starts_every_schedule_from_an_mle_model(tmp_path):
 
 def test_every_recipe_is_accepted_by_fairseqs_own_parser(tmp_path):
     """train.sh DRY_RUN=1 prints each recipe's fairseq-train arguments (translation and
-    summarization data); fairseq's training parser and its config conversion accept every one."""
-    from fairseq import options
+    summarization data); fairseq's training parser and its config conversion accept every one, and
+    the task, model and criterion build from them as fairseq-train builds them (every start-up check
+    runs; the queue test above trains the recipes end to end)."""
+    from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
     import fairseq_erpo  # noqa: F401  (registers what --user-dir would)
@@ -153,6 +155,10 @@ def test_every_recipe_is_accepted_by_fairseqs_own_parser(tmp_path):
             assert cfg.task._name == "erpo_translation" and cfg.checkpoint.save_dir.endswith(f"{algo}/seed3")
             assert cfg.criterion._name == {"mle": "cross_entropy"}.get(algo, algo.replace("_resampled", "").replace(
                 "_running_mean", "").replace("_paper", "").replace("_per_epoch", ""))
+            task = tasks.setup_task(cfg.task)
+            model = task.build_model(cfg.model)
+            criterion = task.build_criterion(cfg.criterion)
+            assert type(model).__name__ == "LSTMModel" and criterion.task is task
     assert not (tmp_path / "runs").exists()  # nothing trained
 
 
