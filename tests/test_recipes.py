@@ -133,7 +133,7 @@ def test_every_recipe_is_accepted_by_fairseqs_own_parser(tmp_path):
     """train.sh DRY_RUN=1 prints each recipe's fairseq-train arguments (translation and
     summarization data); fairseq's training parser and its config conversion accept every one, and
     the task, model and criterion build from them as fairseq-train builds them (every start-up check
-    runs; the queue test above trains the recipes end to end)."""
+    runs; the queue test above trains 7 of them end to end)."""
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
