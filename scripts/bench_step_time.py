@@ -3,7 +3,8 @@
 in one run on the same batches (a benchmark, not a test).
 
 Setting: the paper's LSTM preset (``lstm_erpo_iwslt_de_en``), Adam, batches of 64 real IWSLT14
-de-en training sentences (``../shared/data/iwslt14-de-en/train-partial``), on CPU. The
+de-en training sentences (``../shared/data/iwslt14-de-en/train-partial``), on the CPU or, with
+``--device cuda``, on a GPU (each timing then waits for the GPU's queued work: ``cuda.synchronize``). The
 dictionaries are built from those sentences and padded with unused symbols to the paper's
 vocabulary sizes (32K German, 23K English) so that the output layer costs what it costs in the
 paper's setup. Each batch is trained by every criterion in turn (each with its own model and
@@ -15,6 +16,7 @@ per target token (samples from an untrained model may run longer than the refere
 --max-len-b more tokens, which the M-step then also trains on).
 
     python scripts/bench_step_time.py [--batches 12] [--repeats 2] [--threads 2] [--only raml mixer]
+                                      [--device cpu|cuda]
 """
 import argparse
 import copy
@@ -109,9 +111,13 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--src-vocab", type=int, default=32000)
     parser.add_argument("--tgt-vocab", type=int, default=23000)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="where the models train; cuda times each update after torch.cuda.synchronize()")
     parser.add_argument("--only", nargs="*", default=None,
                         help="criterions whose label starts with one of these (cross_entropy always runs)")
     args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device (torch.cuda.is_available() is False); use --device cpu")
     logging.disable(logging.WARNING)
     torch.set_num_threads(args.threads)
     import fairseq_erpo  # noqa: F401  (registers the criterions)
@@ -119,20 +125,35 @@ def main():
     src_dict = build_dictionary(os.path.join(args.data, "train.de"), args.src_vocab)
     tgt_dict = build_dictionary(os.path.join(args.data, "train.en"), args.tgt_vocab)
     from fairseq.tasks.fairseq_task import StatefulContainer
-    # what the criterions read from --task erpo_translation: the epoch (MIXER's schedule) and the
-    # checkpointed state (MIXER's running-mean baseline)
-    task = SimpleNamespace(source_dictionary=src_dict, target_dictionary=tgt_dict, anneals_lambdas=True, epoch=2,
-                           restores_state=True, state=StatefulContainer())
     batches = make_batches(src_dict, tgt_dict, args.data, args.batches + 1, args.batch_size)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        from fairseq.utils import move_to_cuda
+        batches = [move_to_cuda(batch) for batch in batches]
+
+    def clock() -> float:  # on a GPU, the time once every queued kernel has run
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     torch.manual_seed(1)
-    base = build_model(src_dict, tgt_dict)
+    base = build_model(src_dict, tgt_dict).to(device)
+    from fairseq_erpo.sampling import linear_output_projection
+    # what the criterions read from --task erpo_translation: the epoch (MIXER's schedule), the
+    # checkpointed state (MIXER's running-mean baseline) and the decoder's feature size (MIXER's
+    # learned baseline, which the task records when it builds the model)
+    task = SimpleNamespace(source_dictionary=src_dict, target_dictionary=tgt_dict, anneals_lambdas=True, epoch=2,
+                           restores_state=True, state=StatefulContainer(),
+                           decoder_feature_dim=int(linear_output_projection(base)[0].size(1)))
     runs = {}
     for label, spec in CRITERIONS.items():
         if args.only and label != "cross_entropy" and not any(label.startswith(p) for p in args.only):
             continue
         model = copy.deepcopy(base).train()
-        runs[label] = (model, build_criterion(spec, task), torch.optim.Adam(model.parameters(), lr=1e-3),
-                       [], [], [])
+        criterion = build_criterion(spec, task).to(device)
+        # fairseq's trainer optimizes the criterion's own parameters too (MIXER's learned baseline)
+        parameters = list(model.parameters()) + list(criterion.parameters())
+        runs[label] = (model, criterion, torch.optim.Adam(parameters, lr=1e-3), [], [], [])
     floor_times = []  # the E-step's floor: one no-grad forward of the model over the batch's tokens
     for k, batch in enumerate(batches):
         # each batch is trained --repeats times by every criterion in turn, and each criterion keeps
@@ -140,20 +161,20 @@ def main():
         best = {}
         floor = math.inf
         # every repeat starts from the same weights and optimizer state: the same samples, the same work
-        saved = {label: (copy.deepcopy(run[0].state_dict()), copy.deepcopy(run[2].state_dict()))
+        saved = {label: [copy.deepcopy(part.state_dict()) for part in run[:3]]
                  for label, run in runs.items()} if args.repeats > 1 else {}
         for repeat in range(args.repeats):
             for label, (model, criterion, optimizer, _, _, _) in runs.items():
                 if repeat > 0:
-                    model.load_state_dict(saved[label][0])
-                    optimizer.load_state_dict(saved[label][1])
+                    for part, state in zip((model, criterion, optimizer), saved[label]):
+                        part.load_state_dict(state)
                 torch.manual_seed(k)
-                start = time.perf_counter()
+                start = clock()
                 optimizer.zero_grad()
                 loss, _, log = criterion(model, batch)
                 loss.backward()
                 optimizer.step()
-                seconds = time.perf_counter() - start
+                seconds = clock() - start
                 if label not in best or seconds < best[label][0]:
                     # target tokens trained on: the samples' (they may be longer), RAML's 10 (or
                     # resampled M) per reference
@@ -163,10 +184,10 @@ def main():
                     trained = int(log["ntokens"]) * per_ref + int(log.get("candidate_tokens", 0))
                     best[label] = (seconds, log.get("sample_time"), trained)
             model = runs["cross_entropy"][0].eval()
-            start = time.perf_counter()
+            start = clock()
             with torch.no_grad():
                 model(**batch["net_input"])
-            floor = min(floor, time.perf_counter() - start)
+            floor = min(floor, clock() - start)
             model.train()
         if k > 0:  # the first batch warms up allocators and the compiled kernels
             for label, (_, _, _, times, sample_times, tokens) in runs.items():
@@ -175,7 +196,8 @@ def main():
                 tokens.append(best[label][2])
             floor_times.append(floor)
     ntok = statistics.median(int(b["ntokens"]) for b in batches[1:])
-    print(f"torch {torch.__version__}, {args.threads} threads; LSTM preset, vocab {len(src_dict)} / {len(tgt_dict)}; "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
+    print(f"torch {torch.__version__}, {where}; LSTM preset, vocab {len(src_dict)} / {len(tgt_dict)}; "
           f"{args.batches} batches of {args.batch_size} IWSLT14 sentences (median {ntok} target tokens), the "
           f"fastest of {args.repeats} updates per batch")
     ce_times, ce_tokens = runs["cross_entropy"][3], runs["cross_entropy"][5]
