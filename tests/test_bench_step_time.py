@@ -22,7 +22,7 @@ def table(stdout: str) -> Dict[str, List[str]]:
     for line in stdout.splitlines():
         for label in CRITERIONS:
             if line.startswith(label + " "):
-                rows[label] = line[34:].split()
+                rows[label] = line[len(label):].split()
     return rows
 
 
