@@ -14,7 +14,10 @@ scores is left out. Both small files are copied to
   summarization ROUGE-1/2/L and ROUGE-L without ``<unk>`` credit; next to them the gain over MLE
   and the paper's number and gain (Table 1 BLEU, Table 2 ROUGE-L), then both orderings;
   then each run's validation pick (best score, its epoch, and whether it falls in the run's last
-  10%, where the budget may have cut the algorithm short);
+  10%, where the budget may have cut the algorithm short). A fine-tuning table (runs started with
+  ``train.sh --init``, i.e. fairseq's ``--finetune-from-model``) adds the gain over the model each
+  run started from, seed by seed: ``collect`` copies that model's own test scores beside the run as
+  ``scores-start.json``; its ``mle`` row is MLE continued, so "vs MLE" is the gain over MLE continued;
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
   algorithm (the paper's Figure 3).
 """
@@ -26,8 +29,9 @@ import os
 import re
 import shutil
 import statistics
+import sys
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 PAPER_ORDER = ["interpolation", "interpolation_paper", "raml", "raml_resampled", "scheduled_sampling",
                "scheduled_sampling_paper", "scheduled_sampling_per_epoch", "spg", "mixer", "mixer_running_mean",
@@ -43,6 +47,8 @@ PAPER_ROW = {"raml_resampled": "raml", "scheduled_sampling_per_epoch": "schedule
              "mixer_running_mean": "mixer"}
 VALID_LINE = re.compile(r"\| valid on 'valid' subset \|.*?\| (bleu|rouge) ([\d.]+) \|.*?\| num_updates (\d+)")
 VALID_EPOCH = re.compile(r"\| epoch (\d+) \| valid on 'valid' subset \|")
+START = re.compile(r"'finetune_from_model': '([^']+)'")  # fairseq's config dump at the top of train.log
+REPO = Path(__file__).resolve().parent.parent  # train.sh runs fairseq-train here: relative paths start here
 LATE = 0.9  # a best checkpoint after 90% of the run: the budget may have cut the algorithm short
 
 
@@ -58,17 +64,43 @@ def replace_atomically(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+def start_scores(log_text: str) -> Optional[Path]:
+    """The test scores of the model a fine-tuning run started from (``--finetune-from-model``), or
+    None for a run from scratch. They are that run's ``scores-test.json`` when the start is the
+    checkpoint evaluate.sh scores there (``checkpoint_best.pt``, else ``checkpoint_last.pt``).
+    Another checkpoint's score is unknown: a warning says so, and the run's gain over its start is
+    left out rather than measured against a model it did not start from."""
+    match = START.search(log_text)
+    if match is None:
+        return None
+    start = Path(match.group(1))
+    start = start if start.is_absolute() else REPO / start
+    scored = "checkpoint_best.pt" if (start.parent / "checkpoint_best.pt").exists() else "checkpoint_last.pt"
+    if start.name != scored or not (start.parent / "scores-test.json").exists():
+        print(f"warning: {start}: the gain over this start is left out: {start.parent}/scores-test.json (the score of "
+              f"its {scored}) is missing or is another checkpoint's; start from {scored} and score it with "
+              f"scripts/evaluate.sh {start.parent} DATA", file=sys.stderr)
+        return None
+    return start.parent / "scores-test.json"
+
+
 def collect(runs: Path, results: Path) -> int:
     copied = 0
     for log in sorted(runs.glob("*/seed*/train.log")):
-        if "done training" not in log.read_text(errors="replace") or not (log.parent / "scores-test.json").exists():
+        text = log.read_text(errors="replace")
+        if "done training" not in text or not (log.parent / "scores-test.json").exists():
             continue  # unfinished or not yet scored (reproduce.sh removes a shorter budget's scores)
         target = results / log.parent.parent.name / log.parent.name
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("train.log", "scores-test.json"):
-            if (log.parent / name).exists():
-                replace_atomically(target / name, lambda tmp: shutil.copyfile(log.parent / name, tmp))
-                copied += 1
+        sources = {name: log.parent / name for name in ("train.log", "scores-test.json")}
+        start = start_scores(text)
+        if start is not None:
+            sources["scores-start.json"] = start
+        elif (target / "scores-start.json").exists():
+            (target / "scores-start.json").unlink()  # from an earlier start of this run: not this one's
+        for name, source in sources.items():
+            replace_atomically(target / name, lambda tmp: shutil.copyfile(source, tmp))
+            copied += 1
     return copied
 
 
@@ -106,11 +138,20 @@ def validation_picks(results: Path) -> str:
             + "\n".join(rows) + "\n")
 
 
-def mean_std_cell(values: List[float]) -> str:
+def mean_std_cell(values: List[float], signed: bool = False) -> str:
     """"mean ± sample std" over seeds; one seed has no spread, so its score stands alone."""
+    number = "%+.2f" if signed else "%.2f"
     if len(values) == 1:
-        return "%.2f" % values[0]
-    return "%.2f ± %.2f" % (statistics.mean(values), statistics.stdev(values))
+        return number % values[0]
+    return (number + " ± %.2f") % (statistics.mean(values), statistics.stdev(values))
+
+
+def gain_over_start_cell(runs: List[dict], starts: Dict[str, dict], main: str) -> str:
+    """A fine-tuning row's gain over the models its runs started from, seed by seed; n/a unless every
+    seed's start is known (a mean over some seeds would not be the row's)."""
+    if not all(run["_seed"] in starts and main in starts[run["_seed"]] and main in run for run in runs):
+        return "n/a"
+    return mean_std_cell([run[main] - starts[run["_seed"]][main] for run in runs], signed=True)
 
 
 def paper_columns(algo: str, ours: Dict[str, float], paper: Dict[str, Tuple[float, float]]) -> List[str]:
@@ -122,14 +163,41 @@ def paper_columns(algo: str, ours: Dict[str, float], paper: Dict[str, Tuple[floa
     return [gain, "%.2f ± %.2f" % row, "%+.2f" % (row[0] - paper["mle"][0])]
 
 
+def read_scores(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:  # never half-written (evaluate.sh renames it into place)
+        raise SystemExit(f"{path}: not a scores file ({err}); rerun scripts/evaluate.sh for that run") from None
+
+
+def start_lines(starts: Dict[str, Dict[str, dict]], main: str, name: str) -> str:
+    """Below a fine-tuning table: the models the runs started from (one per seed), their score."""
+    if not starts:
+        return ""
+    by_seed: Dict[str, set] = {}
+    for runs in starts.values():
+        for seed, record in runs.items():
+            if main in record:
+                by_seed.setdefault(seed, set()).add(record[main])
+    seeds = sorted(by_seed, key=int)
+    values = [min(by_seed[seed]) for seed in seeds]
+    differ = [seed for seed in seeds if len(by_seed[seed]) > 1]
+    warning = f" Seed {', '.join(differ)}: the rows started from different models." if differ else ""
+    return (f"\nFine-tuning: each run started from its seed's model (seeds {', '.join(seeds)}; test {name} "
+            f"{mean_std_cell(values)}). \"vs start\" is each run's gain over its own start, mean ± std over "
+            f"seeds; the `mle` row is MLE continued for the same updates, so \"vs MLE\" is the gain over MLE "
+            f"continued.{warning}\n")
+
+
 def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
     scores: Dict[str, List[dict]] = {}
+    starts: Dict[str, Dict[str, dict]] = {}  # algorithm -> seed -> the start model's scores (fine-tuning)
     for path in sorted(results.glob("*/seed*/scores-test.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as err:  # never half-written (evaluate.sh renames it into place)
-            raise SystemExit(f"{path}: not a scores file ({err}); rerun scripts/evaluate.sh for that run") from None
-        scores.setdefault(path.parent.parent.name, []).append(record)
+        algo, seed = path.parent.parent.name, path.parent.name[4:]
+        scores.setdefault(algo, []).append(read_scores(path))
+        if (path.parent / "scores-start.json").exists():
+            starts.setdefault(algo, {})[seed] = read_scores(path.parent / "scores-start.json")
+        scores[algo][-1]["_seed"] = seed
     order = [a for a in PAPER_ORDER if a in scores] + sorted(a for a in scores if a not in PAPER_ORDER)
     summarization = any("rouge1" in s for runs in scores.values() for s in runs)
     if summarization:
@@ -141,6 +209,8 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
         head = ("| algorithm | seeds | test BLEU (tokenized, multi-bleu) | detokenized sacrebleu | BLEU vs MLE "
                 "| paper BLEU (Table 1, IWSLT14) | paper vs MLE |\n|---|---|---|---|---|---|---|\n")
         keys, main, paper = ("bleu", "sacrebleu"), "bleu", PAPER_BLEU
+    if starts:  # a fine-tuning table: each run's gain over the model it started from
+        head = head.replace(" vs MLE |", " vs MLE | vs start |", 1).replace("|---|\n", "|---|---|\n", 1)
     means = {algo: statistics.mean(s[main] for s in runs) for algo, runs in scores.items()
              if all(main in s for s in runs)}
     rows = []
@@ -153,6 +223,8 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
             cells += paper_columns(algo, means, paper)
         else:
             cells += ["n/a"] * 3
+        if starts:  # after "vs MLE"
+            cells.insert(len(keys) + 1, gain_over_start_cell(scores[algo], starts.get(algo, {}), main))
         rows.append(f"| {algo} | {len(scores[algo])} | " + " | ".join(cells) + " |")
     main_name = "ROUGE-L" if summarization else "BLEU"
     ours = sorted(means, key=means.get, reverse=True)
@@ -160,7 +232,7 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
                     reverse=True)
     orderings = (f"\nOrdering by mean {main_name}, best first. Ours: {' > '.join(ours)}. "
                  f"The paper's, same algorithms: {' > '.join(theirs)}.\n") if ours else ""
-    return head + "\n".join(rows) + "\n" + orderings, scores
+    return head + "\n".join(rows) + "\n" + orderings + start_lines(starts, main, main_name), scores
 
 
 def plot(results: Path, out: Path) -> bool:

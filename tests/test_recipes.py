@@ -201,8 +201,42 @@ def test_report_sets_the_table_beside_the_papers(tmp_path):
     assert "| raml_resampled | 1 | 31.00 | 30.00 | +0.50 | 27.22 ± 0.14 | +0.78 |" in table
     assert "| scheduled_sampling_per_epoch | 1 | 30.75 | 29.75 | +0.25 | 26.76 ± 0.17 | +0.32 |" in table
     assert "| data_noising | 1 | 29.00 | 28.00 | -1.50 | n/a | n/a |" in table
+    assert "vs start" not in table and "Fine-tuning" not in table  # runs from scratch
     assert ("Ours: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle > data_noising. The paper's, "
             "same algorithms: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle.") in table
+
+
+def test_report_sets_fine_tuning_runs_beside_their_start(tmp_path):
+    """A fine-tuning run (fairseq's --finetune-from-model in its config dump) is scored against the
+    model it started from, seed by seed: report.py copies that run's own test scores beside it as
+    scores-start.json and adds "vs start"; a start that is not the scored checkpoint is left out."""
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    start_bleu = {1: 30.0, 2: 31.0}
+    for seed, bleu in start_bleu.items():
+        (runs / "mle" / f"seed{seed}").mkdir(parents=True)
+        (runs / "mle" / f"seed{seed}" / "checkpoint_best.pt").write_bytes(b"")
+        (runs / "mle" / f"seed{seed}" / "scores-test.json").write_text(json.dumps({"bleu": bleu, "sacrebleu": bleu}))
+    finetuned = {("mle", 1): 30.5, ("mle", 2): 31.0, ("risk", 1): 31.0, ("risk", 2): 32.5, ("raml", 1): 32.0}
+    for (algo, seed), bleu in finetuned.items():
+        run_dir = runs / "finetune" / algo / f"seed{seed}"
+        run_dir.mkdir(parents=True)
+        # raml started from the last checkpoint, which evaluate.sh did not score: its start is unknown
+        start = runs / "mle" / f"seed{seed}" / ("checkpoint_last.pt" if algo == "raml" else "checkpoint_best.pt")
+        (run_dir / "train.log").write_text(f"{{'checkpoint': {{'finetune_from_model': '{start}', 'x': 1}}}}\n"
+                                           "done training in 10.0 seconds\n")
+        (run_dir / "scores-test.json").write_text(json.dumps({"bleu": bleu, "sacrebleu": bleu - 1}))
+    proc = run(str(BIN / "python"), "scripts/report.py", "--runs", str(runs / "finetune"), "--results", str(results))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "checkpoint_last.pt: the gain over this start is left out" in proc.stderr
+    assert json.loads((results / "risk" / "seed2" / "scores-start.json").read_text())["bleu"] == 31.0
+    assert not (results / "raml" / "seed1" / "scores-start.json").exists()
+    table = (results / "table.md").read_text()
+    assert "| BLEU vs MLE | vs start | paper BLEU" in table and "|---|---|---|---|---|---|---|---|\n" in table
+    # risk: +1.00 and +1.50 over its starts; +1.00 over MLE continued (30.75)
+    assert "| risk | 2 | 31.75 ± 1.06 | 30.75 ± 1.06 | +1.00 | +1.25 ± 0.35 | n/a | n/a |" in table
+    assert "| mle | 2 | 30.75 ± 0.35 | 29.75 ± 0.35 | +0.00 | +0.25 ± 0.35 | 26.44 ± 0.18 | +0.00 |" in table
+    assert "| raml | 1 | 32.00 | 31.00 | +1.25 | n/a | 27.22 ± 0.14 | +0.78 |" in table
+    assert "started from its seed's model (seeds 1, 2; test BLEU 30.50 ± 0.71)" in table
 
 
 def test_report_replaces_files_atomically(tmp_path):
