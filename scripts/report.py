@@ -19,7 +19,9 @@ scores is left out. Both small files are copied to
   run started from, seed by seed: ``collect`` copies that model's own test scores beside the run as
   ``scores-start.json``; its ``mle`` row is MLE continued, so "vs MLE" is the gain over MLE continued;
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
-  algorithm (the paper's Figure 3).
+  algorithm (the paper's Figure 3);
+* ``RESULTS/gain-over-mle.png``: each algorithm's test gain over MLE beside the paper's (for
+  summarization ROUGE-L: the paper's Figure 4).
 """
 from __future__ import annotations
 
@@ -269,6 +271,54 @@ def plot(results: Path, out: Path) -> bool:
     return True
 
 
+def gains_over_mle(scores: Dict[str, List[dict]]) -> Tuple[str, List[Tuple[str, int, float, float, Optional[float]]]]:
+    """The main metric's name and, per algorithm but MLE (the paper's order): its seeds, our gain over
+    MLE's mean, the sample std over its seeds (0 for one seed), and the paper's gain (None where the
+    paper has no such row); no rows without an MLE score."""
+    summarization = any("rouge1" in s for runs in scores.values() for s in runs)
+    main, name, paper = ("rougeL", "ROUGE-L", PAPER_ROUGE_L) if summarization else ("bleu", "BLEU", PAPER_BLEU)
+    values = {algo: [s[main] for s in runs if main in s] for algo, runs in scores.items()}
+    if not values.get("mle"):
+        return name, []
+    mle = statistics.mean(values["mle"])
+    algos = [a for a in PAPER_ORDER if a != "mle" and values.get(a)] + sorted(
+        a for a in values if a not in PAPER_ORDER and values[a])
+    return name, [(a, len(values[a]), statistics.mean(values[a]) - mle,
+                   statistics.stdev(values[a]) if len(values[a]) > 1 else 0.0,
+                   paper[PAPER_ROW.get(a, a)][0] - paper["mle"][0] if PAPER_ROW.get(a, a) in paper else None)
+                  for a in algos]
+
+
+def plot_gains(scores: Dict[str, List[dict]], out: Path) -> bool:
+    """Our gains over MLE (a bar spanning the seeds' std) beside the paper's: for summarization the
+    paper's Figure 4. False, drawing nothing, without an MLE row or another algorithm."""
+    name, rows = gains_over_mle(scores)
+    if not rows:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(rows) + 1.5))
+    ys = list(range(len(rows)))
+    ax.barh([y - 0.2 for y in ys], [r[2] for r in rows], height=0.4, xerr=[r[3] for r in rows],
+            label="ours (mean; the line: the seeds' std)", color="tab:blue")
+    ax.barh([y + 0.2 for y in ys], [0.0 if r[4] is None else r[4] for r in rows], height=0.4,
+            label="the paper", color="tab:orange")
+    ax.set_yticks(ys)
+    ax.set_yticklabels([f"{r[0]} ({r[1]} seeds)" + ("" if r[4] is not None else ", not in the paper")
+                        for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel(f"test {name} gain over MLE")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    replace_atomically(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    plt.close(fig)
+    return True
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, default=None, help="training output folder to collect from")
@@ -283,6 +333,8 @@ def main() -> None:
     print(text, end="")
     if plot(args.results, args.results / "convergence.png"):
         print(f"wrote {args.results / 'convergence.png'}")
+    if plot_gains(scores, args.results / "gain-over-mle.png"):
+        print(f"wrote {args.results / 'gain-over-mle.png'}")
 
 
 if __name__ == "__main__":

@@ -202,6 +202,14 @@ def test_report_sets_the_table_beside_the_papers(tmp_path):
     assert "| scheduled_sampling_per_epoch | 1 | 30.75 | 29.75 | +0.25 | 26.76 ± 0.17 | +0.32 |" in table
     assert "| data_noising | 1 | 29.00 | 28.00 | -1.50 | n/a | n/a |" in table
     assert "vs start" not in table and "Fine-tuning" not in table  # runs from scratch
+    # the gains again, as the paper's Figure 4 draws them, beside the paper's
+    assert (results / "gain-over-mle.png").stat().st_size > 1000
+    report = load_report()
+    name, rows = report.gains_over_mle(report.table(results)[1])
+    assert name == "BLEU" and [(a, n, round(g, 2), round(sd, 2), p if p is None else round(p, 2))
+                               for a, n, g, sd, p in rows] == [
+        ("interpolation", 1, 1.75, 0.0, 1.38), ("raml_resampled", 1, 0.5, 0.0, 0.78),
+        ("scheduled_sampling_per_epoch", 1, 0.25, 0.0, 0.32), ("data_noising", 1, -1.5, 0.0, None)]
     assert ("Ours: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle > data_noising. The paper's, "
             "same algorithms: interpolation > raml_resampled > scheduled_sampling_per_epoch > mle.") in table
 
@@ -239,13 +247,18 @@ def test_report_sets_fine_tuning_runs_beside_their_start(tmp_path):
     assert "started from its seed's model (seeds 1, 2; test BLEU 30.50 ± 0.71)" in table
 
 
-def test_report_replaces_files_atomically(tmp_path):
-    """While report.py writes a file, readers still see the previous complete file; then the new one."""
+def load_report():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("report", REPO / "scripts" / "report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
+    return report
+
+
+def test_report_replaces_files_atomically(tmp_path):
+    """While report.py writes a file, readers still see the previous complete file; then the new one."""
+    report = load_report()
     target = tmp_path / "scores-test.json"
     target.write_text('{"bleu": 1.0}')
     seen = []
