@@ -39,6 +39,7 @@ from ..raml_samples import OfflineSamples
 from ..rewards import SpecialTokens, build_reward
 from ..sampling import UpdateSeededGenerator, prev_output_tokens
 from .erpo import SamplingConfig, logged_total
+from .repeated_sources import repeat_encoder_out
 
 
 @dataclass
@@ -192,8 +193,7 @@ class RamlCriterion(CrossEntropyCriterion):
                 targets, loss_weights = self.resample(targets, weights, gen)
         prev = prev_output_tokens(targets, self.special.eos, self.special.pad)
         encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
-        order = torch.arange(refs.size(0), device=refs.device).repeat_interleave(loss_weights.size(1))
-        encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+        encoder_out = repeat_encoder_out(model, encoder_out, refs.size(0), loss_weights.size(1))
         net_output = model.decoder(prev, encoder_out=encoder_out)
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
         nll = -lprobs.gather(2, targets.unsqueeze(2)).squeeze(2)

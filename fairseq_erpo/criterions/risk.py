@@ -44,6 +44,7 @@ from ..algorithms import MINIMUM_RISK, Branch
 from ..rewards import SpecialTokens, build_reward
 from ..sampling import SequenceSampler, prev_output_tokens
 from .erpo import SamplingConfig, logged_total
+from .repeated_sources import repeat_encoder_out
 
 
 @dataclass
@@ -167,9 +168,8 @@ class RiskCriterion(CrossEntropyCriterion):
         per_set = cost.size(1)
         encoder_out = model.encoder(net_input["src_tokens"], src_lengths=net_input["src_lengths"])
         # the references (token NLL) and the candidates (scores) share the encoder's pass
-        ref_nll = self.sequence_nll(model, encoder_out, refs, torch.arange(refs.size(0), device=refs.device))
-        order = torch.arange(refs.size(0), device=refs.device).repeat_interleave(per_set)
-        cand_nll = self.sequence_nll(model, encoder_out, candidates, order)
+        ref_nll = self.sequence_nll(model, encoder_out, refs)
+        cand_nll = self.sequence_nll(model, repeat_encoder_out(model, encoder_out, refs.size(0), per_set), candidates)
         score = -cand_nll
         if self.cfg.risk_length_normalize:
             score = score / (candidates != self.padding_idx).sum(1).to(score.dtype)
@@ -183,11 +183,9 @@ class RiskCriterion(CrossEntropyCriterion):
                "candidates": int(reward.numel()), "candidate_tokens": int((candidates != self.padding_idx).sum())}
         return loss, 1, log
 
-    def sequence_nll(self, model, encoder_out, targets: Tensor, order: Tensor) -> Tensor:
+    def sequence_nll(self, model, encoder_out, targets: Tensor) -> Tensor:
         """-log p_theta(y | x) per row of ``targets`` (EOS-terminated, right-padded), row i decoded
-        against source ``order[i]`` of ``encoder_out``."""
-        if not torch.equal(order, torch.arange(order.numel(), device=order.device)):
-            encoder_out = model.encoder.reorder_encoder_out(encoder_out, order)
+        against row i of ``encoder_out``."""
         net_output = model.decoder(prev_output_tokens(targets, self.special.eos, self.special.pad),
                                    encoder_out=encoder_out)
         lprobs = model.get_normalized_probs(net_output, log_probs=True)
