@@ -6,18 +6,13 @@ import pytest
 import torch
 
 from erpo_helpers import first_batch, no_dropout_model, synthetic_task
-from fairseq_erpo.criterions.repeated_sources import repeat_encoder_out
+from fairseq_erpo.criterions.repeated_sources import _tensors, repeat_encoder_out
 from test_criterions import TRANSFORMER
 
 
-def tensors(value):
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in tensors(v)]
-    if isinstance(value, dict):
-        return [t for v in value.values() for t in tensors(v)]
-    return []
+def tensors(value) -> list:
+    """Every tensor in an encoder output (tuples, lists, dicts), in order."""
+    return list(_tensors(value))
 
 
 def graph_ops(outputs) -> set:

@@ -34,10 +34,11 @@ def repeat_encoder_out(model, encoder_out: Any, sources: int, copies: int) -> An
     (a fixed-order sum in the backward) rather than ``index_select`` (an ``index_add_``)."""
     if copies == 1:
         return encoder_out
-    device = next(model.parameters()).device
+    detached = _detached(encoder_out)
+    device = next((t.device for t in _tensors(detached)), torch.device("cpu"))
     order = torch.arange(sources, device=device).repeat_interleave(copies)
     with torch.no_grad():
-        reordered = model.encoder.reorder_encoder_out(_detached(encoder_out), order)
+        reordered = model.encoder.reorder_encoder_out(detached, order)
     try:
         return _mirror(encoder_out, reordered, copies)
     except _NotMirrored:
@@ -52,6 +53,17 @@ def _detached(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _detached(v) for key, v in value.items()}
     return value
+
+
+def _tensors(value: Any):
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
 
 
 def _mirror(original: Any, reordered: Any, copies: int) -> Any:
