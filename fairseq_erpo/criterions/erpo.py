@@ -1,8 +1,9 @@
 """``--criterion erpo``: any point (R, alpha, beta) of the paper's Figure 1, and the base class of
 every sampling criterion in this package.
 
-E-step: draw y ~ q (Eq. 4, or the z-mixture) with the shared :class:`~fairseq_erpo.sampling.
-SequenceSampler`; M-step: the negative log-likelihood of y with teacher forcing, which is fairseq's
+E-step: draw y ~ q (Algorithm 1's token-by-token q: Eq. 4's factors, each step normalised on its
+own, the paper's approximation of Eq. 2's sequence-level q; or the z-mixture) with the shared
+:class:`~fairseq_erpo.sampling.SequenceSampler`; M-step: the negative log-likelihood of y with teacher forcing, which is fairseq's
 own ``cross_entropy`` on the sampled batch (so the loss, its base-2 logging and ``sentence_avg``
 behave exactly like the stock criterion). Validation (``model.training`` off) scores the
 references, so valid loss is comparable across algorithms.
@@ -165,7 +166,7 @@ class SamplingCriterion(CrossEntropyCriterion):
 
 @register_criterion("erpo", dataclass=ErpoConfig)
 class ErpoCriterion(SamplingCriterion):
-    """One branch: y_t ~ softmax((alpha log p_theta + dR) / (alpha + beta)) (Eq. 4)."""
+    """One branch: y_t ~ softmax((alpha log p_theta + dR) / (alpha + beta)) (Eq. 4 per token, Algorithm 1)."""
 
     def __init__(self, task, cfg: ErpoConfig):
         super().__init__(task, cfg, [ErpoPoint(cfg.reward, cfg.alpha, cfg.beta).branch()], [1.0])

@@ -11,7 +11,8 @@ until it emits EOS first (measured on Multi30k: reward 0 and loss 0 after 300 up
 W makes reward-driven tokens follow the reward increments, with the model breaking ties. The
 bang-bang draw is a z-mixture of the two branches in the shared sampler, so nothing new samples.
 
-``--bang-bang-weight 1 --bang-bang-drop 0`` is the plain Eq. 4 point, the same sampler as
+``--bang-bang-weight 1 --bang-bang-drop 0`` is the plain ERPO point (Eq. 4 per token, as Algorithm 1
+draws it), the same sampler as
 ``--criterion erpo --alpha 1 --beta 0``.
 """
 
@@ -32,7 +33,7 @@ class SpgConfig(SamplingConfig):
     bang_bang_weight: float = field(default=1e4, metadata={
         "help": "W of the reward-driven tokens, y_t ~ exp{log p + W dR} (Ding and Soricut's W_max, 1e4; "
                 "docs/baselines.md#spg): large, so that they follow the reward increments; 1 (with "
-                "--bang-bang-drop 0) is the plain Eq. 4 point"})
+                "--bang-bang-drop 0) is the plain ERPO point (Eq. 4 per token, Algorithm 1)"})
     bang_bang_drop: float = field(default=0.4, metadata={
         "help": "probability that a token is model-driven (W = 0: y_t ~ p_theta), drawn per token (Ding "
                 "and Soricut: 0.4); 0 makes every token reward-driven"})
@@ -43,7 +44,7 @@ def bang_bang_branches(reward: str, weight: float, drop: float) -> Tuple[List[Br
     exp{log p}, with their probabilities (1 - drop, drop)."""
     if not (math.isfinite(weight) and weight > 0):
         raise ValueError(f"--bang-bang-weight must be a finite number > 0, got {weight} (e.g. 1e6; 1 with "
-                         "--bang-bang-drop 0 for the plain Eq. 4 point)")
+                         "--bang-bang-drop 0 for the plain ERPO point)")
     if not (0 <= drop < 1):
         raise ValueError(f"--bang-bang-drop must be in [0, 1), got {drop} (0: every token reward-driven)")
     point = FIGURE_1["spg"]
