@@ -201,16 +201,16 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
             starts.setdefault(algo, {})[seed] = read_scores(path.parent / "scores-start.json")
         scores[algo][-1]["_seed"] = seed
     order = [a for a in PAPER_ORDER if a in scores] + sorted(a for a in scores if a not in PAPER_ORDER)
-    summarization = any("rouge1" in s for runs in scores.values() for s in runs)
+    summarization, main, main_name, paper = main_metric(scores)
     if summarization:
         # rouge-score credits <unk> = <unk>; without that credit, as validation scores (score_generate.py)
         head = ("| algorithm | seeds | ROUGE-1 | ROUGE-2 | ROUGE-L | ROUGE-L, no `<unk>` credit | ROUGE-L vs MLE "
                 "| paper ROUGE-L (Table 2) | paper vs MLE |\n|---|---|---|---|---|---|---|---|---|\n")
-        keys, main, paper = ("rouge1", "rouge2", "rougeL", "rougeL_no_unk_credit"), "rougeL", PAPER_ROUGE_L
+        keys = ("rouge1", "rouge2", "rougeL", "rougeL_no_unk_credit")
     else:
         head = ("| algorithm | seeds | test BLEU (tokenized, multi-bleu) | detokenized sacrebleu | BLEU vs MLE "
                 "| paper BLEU (Table 1, IWSLT14) | paper vs MLE |\n|---|---|---|---|---|---|---|\n")
-        keys, main, paper = ("bleu", "sacrebleu"), "bleu", PAPER_BLEU
+        keys = ("bleu", "sacrebleu")
     if starts:  # a fine-tuning table: each run's gain over the model it started from
         head = head.replace(" vs MLE |", " vs MLE | vs start |", 1).replace("|---|\n", "|---|---|\n", 1)
     means = {algo: statistics.mean(s[main] for s in runs) for algo, runs in scores.items()
@@ -228,7 +228,6 @@ def table(results: Path) -> Tuple[str, Dict[str, List[dict]]]:
         if starts:  # after "vs MLE"
             cells.insert(len(keys) + 1, gain_over_start_cell(scores[algo], starts.get(algo, {}), main))
         rows.append(f"| {algo} | {len(scores[algo])} | " + " | ".join(cells) + " |")
-    main_name = "ROUGE-L" if summarization else "BLEU"
     ours = sorted(means, key=means.get, reverse=True)
     theirs = sorted({a for a in ours if PAPER_ROW.get(a, a) in paper}, key=lambda a: paper[PAPER_ROW.get(a, a)][0],
                     reverse=True)
@@ -271,12 +270,19 @@ def plot(results: Path, out: Path) -> bool:
     return True
 
 
+def main_metric(scores: Dict[str, List[dict]]) -> Tuple[bool, str, str, Dict[str, Tuple[float, float]]]:
+    """(summarization?, the scores' key of the main metric, its name, the paper's table of it):
+    ROUGE-L and Table 2 for summarization scores, else BLEU and Table 1."""
+    if any("rouge1" in s for runs in scores.values() for s in runs):
+        return True, "rougeL", "ROUGE-L", PAPER_ROUGE_L
+    return False, "bleu", "BLEU", PAPER_BLEU
+
+
 def gains_over_mle(scores: Dict[str, List[dict]]) -> Tuple[str, List[Tuple[str, int, float, float, Optional[float]]]]:
     """The main metric's name and, per algorithm but MLE (the paper's order): its seeds, our gain over
     MLE's mean, the sample std over its seeds (0 for one seed), and the paper's gain (None where the
     paper has no such row); no rows without an MLE score."""
-    summarization = any("rouge1" in s for runs in scores.values() for s in runs)
-    main, name, paper = ("rougeL", "ROUGE-L", PAPER_ROUGE_L) if summarization else ("bleu", "BLEU", PAPER_BLEU)
+    _, main, name, paper = main_metric(scores)
     values = {algo: [s[main] for s in runs if main in s] for algo, runs in scores.items()}
     if not values.get("mle"):
         return name, []

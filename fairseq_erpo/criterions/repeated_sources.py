@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from fairseq import utils
 from torch import Tensor
 
 
@@ -34,7 +35,7 @@ def repeat_encoder_out(model, encoder_out: Any, sources: int, copies: int) -> An
     (a fixed-order sum in the backward) rather than ``index_select`` (an ``index_add_``)."""
     if copies == 1:
         return encoder_out
-    detached = _detached(encoder_out)
+    detached = utils.apply_to_sample(torch.Tensor.detach, encoder_out)
     device = next((t.device for t in _tensors(detached)), torch.device("cpu"))
     order = torch.arange(sources, device=device).repeat_interleave(copies)
     with torch.no_grad():
@@ -43,16 +44,6 @@ def repeat_encoder_out(model, encoder_out: Any, sources: int, copies: int) -> An
         return _mirror(encoder_out, reordered, copies)
     except _NotMirrored:
         return model.encoder.reorder_encoder_out(encoder_out, order)
-
-
-def _detached(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.detach()
-    if isinstance(value, (tuple, list)):
-        return type(value)(_detached(v) for v in value)
-    if isinstance(value, dict):
-        return {key: _detached(v) for key, v in value.items()}
-    return value
 
 
 def _tensors(value: Any):
