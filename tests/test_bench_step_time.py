@@ -11,7 +11,7 @@ from typing import Dict, List
 from conftest import REPO, shared_path
 
 sys.path.insert(0, str(REPO / "scripts"))
-from bench_step_time import CRITERIONS  # noqa: E402
+from bench_step_time import CRITERIONS, selected  # noqa: E402
 
 SAMPLER_CRITERIONS = ("erpo", "interpolation", "spg", "data_noising", "mixer")  # these log the E-step's time
 
@@ -48,3 +48,15 @@ def test_benchmark_trains_every_criterion_it_lists():
         sampler = label.split(" ")[0] in SAMPLER_CRITERIONS
         assert (row[1] != "-") == sampler, label  # the E-step's time, where the sampler ran
         assert float(row[0]) > 0 and row[4].endswith("x") and float(row[5].rstrip("x")) > 0, label
+
+
+def test_risk_rows_run_by_default_only_at_batches_that_fit_in_memory():
+    risk = [label for label in CRITERIONS if label.startswith("risk")]
+    assert len(risk) == 2
+    # the default 64 sentences: every row but risk's (its 16 candidates per source outgrow 24 GB)
+    assert [label for label in CRITERIONS if not selected(label, None, 64)] == risk
+    assert all(selected(label, None, 16) for label in CRITERIONS)
+    # named in --only, risk runs at any size; cross_entropy, the reference, always runs
+    assert [label for label in CRITERIONS if selected(label, ["risk"], 64)] == ["cross_entropy"] + risk
+    assert [label for label in CRITERIONS if selected(label, ["mixer"], 64)] == \
+        ["cross_entropy", "mixer (last 6 tokens)", "mixer (every token)"]

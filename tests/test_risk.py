@@ -93,6 +93,44 @@ def test_loss_and_gradient_by_hand_on_a_fixed_candidate_set(task_and_cfg, alpha,
         assert ((grad - model.get_parameter(name).grad).abs() <= 2e-5 * scale).all(), name
 
 
+def test_candidates_run_the_output_layer_at_their_tokens_only(task_and_cfg, monkeypatch):
+    """The candidates' NLL projects only their non-pad tokens onto the vocabulary (the padded
+    [K B, L, V] log-probabilities were what outgrew memory): the same loss and gradient as the
+    full decoder pass, and the packed path is the one taken for fairseq's LSTM."""
+    import fairseq_erpo.criterions.risk as risk_module
+    task, cfg = task_and_cfg
+    model = no_dropout_model(task, cfg)
+    sample = first_batch(task)
+    k = 3
+    risk = build(task, cfg, "risk", risk_candidates=k)
+    candidates = fixed_set(task, sample, k)
+    candidates = torch.cat([candidates, candidates.new_full((candidates.size(0), 4), PAD)], 1)  # wider
+    risk.candidates = lambda model, sample: candidates
+    packed_rows = []
+    packed = risk_module.nll_at_targets
+
+    def recording(model, features, extra, targets, padding_idx):
+        packed_rows.append(targets.size(0))
+        return packed(model, features, extra, targets, padding_idx)
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss, _, _ = risk(model, sample)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    monkeypatch.setattr(risk_module, "nll_at_targets", recording)
+    loss, grads = loss_and_grads()
+    bsz = sample["target"].size(0)
+    assert packed_rows == [bsz, bsz * k]  # the references, then the candidates
+    monkeypatch.setattr(risk_module, "decoder_features_given_encoder", lambda *args: None)
+    full_loss, full_grads = loss_and_grads()  # the decoder's own forward over the padded rows
+    assert packed_rows == [bsz, bsz * k]
+    assert torch.allclose(loss, full_loss, rtol=1e-6, atol=0)
+    for grad, full in zip(grads, full_grads):
+        assert torch.allclose(grad, full, rtol=1e-4, atol=1e-7)
+
+
 def test_nll_weight_1_is_fairseqs_cross_entropy_per_token(task_and_cfg):
     task, cfg = task_and_cfg
     model = no_dropout_model(task, cfg)

@@ -21,9 +21,9 @@ from torch import Tensor
 from ..sampling import linear_output_projection, logits_are_log_probs
 
 
-def decoder_features(model, net_input: dict) -> Optional[Tuple[Tensor, Any]]:
-    """(features ``[B, L, C]``, extra) from the model's own forward without its output layer, for
-    fairseq's LSTM and Transformer encoder-decoders; None for any other model."""
+def _packable_kind(model) -> Optional[str]:
+    """"transformer" or "lstm" where the output layer can be split off the model's own forward
+    (fairseq's LSTM and Transformer encoder-decoders with a linear output layer), else None."""
     # (not LinearOutputLayer.of, which copies the weight: this runs at every update)
     if linear_output_projection(model) is None or not logits_are_log_probs(model):
         return None
@@ -34,15 +34,33 @@ def decoder_features(model, net_input: dict) -> Optional[Tuple[Tensor, Any]]:
         from fairseq.models.transformer import TransformerDecoderBase, TransformerModelBase
         if model_class.forward is TransformerModelBase.forward and \
                 decoder_class.forward is TransformerDecoderBase.forward:
-            return model(**net_input, features_only=True)
+            return "transformer"
     except ImportError:
         pass
     # LSTMModel.forward is the base class's encoder-then-decoder, with an incremental state
     if model_class.forward in (FairseqEncoderDecoderModel.forward, LSTMModel.forward) and \
             model_class.extract_features is FairseqEncoderDecoderModel.extract_features and \
             decoder_class.forward is LSTMDecoder.forward:
-        return model.extract_features(**net_input)
+        return "lstm"
     return None
+
+
+def decoder_features(model, net_input: dict) -> Optional[Tuple[Tensor, Any]]:
+    """(features ``[B, L, C]``, extra) from the model's own forward without its output layer, for
+    fairseq's LSTM and Transformer encoder-decoders; None for any other model."""
+    kind = _packable_kind(model)
+    if kind == "transformer":
+        return model(**net_input, features_only=True)
+    return model.extract_features(**net_input) if kind == "lstm" else None
+
+
+def decoder_features_given_encoder(model, prev_output_tokens: Tensor, encoder_out: Any) -> Optional[Tuple[Tensor, Any]]:
+    """:func:`decoder_features` for a decoder pass over an encoder output already computed (risk's
+    candidates decode against the references' encoder pass, repeated); None where it does not apply."""
+    # both decoders' forward is extract_features then output_layer (checked by _packable_kind)
+    if _packable_kind(model) is None:
+        return None
+    return model.decoder.extract_features(prev_output_tokens, encoder_out=encoder_out)
 
 
 def nll_at_targets(model, features: Tensor, extra: Any, target: Tensor, padding_idx: int) -> Tensor:
