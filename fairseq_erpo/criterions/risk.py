@@ -188,9 +188,9 @@ class RiskCriterion(CrossEntropyCriterion):
         """-log p_theta(y | x) per row of ``targets`` (EOS-terminated, right-padded), row i decoded
         against row i of ``encoder_out``."""
         previous = prev_output_tokens(targets, self.special.eos, self.special.pad)
-        # the output layer at the non-pad tokens only: K beam candidates per source are padded to
-        # the longest (often the length cap), and [B*K, L, V] log-probabilities are what ran out of
-        # memory (7.4 GB per tensor at 64 IWSLT14 sentences, K = 16, V = 23K)
+        # the output layer at the non-pad tokens only: K candidates per source are padded to the
+        # longest (often the length cap), and the [tokens, V] log-probabilities and their gradients
+        # are most of risk's memory and time (docs/baselines.md, step time and memory)
         features = decoder_features_given_encoder(model, previous, encoder_out)
         if features is not None:
             return nll_at_targets(model, *features, targets, self.padding_idx).sum(1)
