@@ -13,9 +13,9 @@ scores is left out. Both small files are copied to
   a single seed's score alone, as it has no spread to show), detokenized sacrebleu, or for
   summarization ROUGE-1/2/L and ROUGE-L without ``<unk>`` credit; next to them the gain over MLE
   and the paper's number and gain (Table 1 BLEU, Table 2 ROUGE-L), then both orderings;
-  then each run's validation pick (best score, its epoch, and whether it falls in the run's last
-  10%, where the budget may have cut the algorithm short). A fine-tuning table (runs started with
-  ``train.sh --init``, i.e. fairseq's ``--finetune-from-model``) adds the gain over the model each
+  then each run's validation pick (best score, its epoch and update, and whether it falls in the
+  run's last 10% of updates, where the budget may have cut the algorithm short). A fine-tuning
+  table (runs started with ``train.sh --init``, i.e. fairseq's ``--finetune-from-model``) adds the gain over the model each
   run started from, seed by seed: ``collect`` copies that model's own test scores beside the run as
   ``scores-start.json``; its ``mle`` row is MLE continued, so "vs MLE" is the gain over MLE continued;
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
@@ -119,25 +119,29 @@ def validation_curve(log: Path) -> Tuple[List[Tuple[int, float]], str]:
 
 def validation_picks(results: Path) -> str:
     """Per run: the best validation score (the checkpoint that is tested: fairseq keeps the last of
-    equal bests), its epoch, the run's epochs, and a flag where the best falls in the run's last 10%."""
+    equal bests), its epoch and update, the run's epochs and updates, and a flag where the best falls
+    in the run's last 10% of updates. Updates, not epochs: a run that validates within epochs
+    (``--validate-interval-updates``, as the fine-tuning runs do) can pick a checkpoint late in an
+    early epoch, and its last epoch may be cut short by ``--max-update``."""
     rows = []
     for log in sorted(results.glob("*/seed*/train.log")):
-        best = None  # (value, epoch)
-        epochs = 0
+        best = None  # (value, epoch, updates)
+        epochs = updates = 0
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
             value, epoch = VALID_LINE.search(line), VALID_EPOCH.search(line)
             if value and epoch:
-                epochs = max(epochs, int(epoch.group(1)))
+                epochs, updates = max(epochs, int(epoch.group(1))), max(updates, int(value.group(3)))
                 if best is None or float(value.group(2)) >= best[0]:
-                    best = (float(value.group(2)), int(epoch.group(1)))
+                    best = (float(value.group(2)), int(epoch.group(1)), int(value.group(3)))
         if best is not None:
-            late = "yes" if best[1] > LATE * epochs else "no"
-            rows.append(f"| {log.parent.parent.name} | {log.parent.name[4:]} | {best[0]:.2f} | {best[1]} | {epochs} | {late} |")
+            late = "yes" if best[2] > LATE * updates else "no"
+            rows.append(f"| {log.parent.parent.name} | {log.parent.name[4:]} | {best[0]:.2f} | {best[1]} | {best[2]} "
+                        f"| {epochs} | {updates} | {late} |")
     if not rows:
         return ""
     return ("\nValidation picks (the tested checkpoint of each run):\n\n"
-            "| algorithm | seed | best validation | at epoch | epochs | in the last 10% |\n|---|---|---|---|---|---|\n"
-            + "\n".join(rows) + "\n")
+            "| algorithm | seed | best validation | at epoch | at update | epochs | updates | in the last 10% |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
 
 
 def mean_std_cell(values: List[float], signed: bool = False) -> str:

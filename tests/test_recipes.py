@@ -275,18 +275,27 @@ def test_report_replaces_files_atomically(tmp_path):
 
 def test_report_lists_each_runs_validation_pick(tmp_path):
     """The tested checkpoint of each run: its best validation score (the last of equal bests, as
-    fairseq keeps), its epoch, and a flag where it falls in the run's last 10%."""
-    def valid(epoch, bleu):
+    fairseq keeps), its epoch and update, and a flag where it falls in the run's last 10% of
+    updates, also for a run that validates within epochs and stops mid-epoch (fine-tuning)."""
+    def valid(epoch, updates, bleu):
         return (f"2026-12-01 22:00:00 | INFO | valid | epoch {epoch:03d} | valid on 'valid' subset | loss 4.5 "
-                f"| bleu {bleu} | wps 1 | num_updates {454 * epoch} | best_bleu {bleu}\n")
+                f"| bleu {bleu} | wps 1 | num_updates {updates} | best_bleu {bleu}\n")
     results = tmp_path / "results"
-    curves = {"mle": [30.0, 35.5, 35.5, 34.0] + [33.0] * 6, "interpolation": [30.0] * 9 + [36.0]}
-    for algo, curve in curves.items():
+    per_epoch = [(e, 454 * e) for e in range(1, 11)]
+    # --validate-interval-updates 250 --max-update 1000, 454 updates an epoch: the pick at update 908
+    # is in epoch 2 of 3 but in the last 10% of the updates
+    within_epochs = [(1, 250), (1, 454), (2, 500), (2, 750), (2, 908), (3, 1000)]
+    curves = {"mle": (per_epoch, [30.0, 35.5, 35.5, 34.0] + [33.0] * 6),
+              "interpolation": (per_epoch, [30.0] * 9 + [36.0]),
+              "risk": (within_epochs, [38.0, 38.5, 38.2, 38.9, 39.1, 38.7])}
+    for algo, (points, curve) in curves.items():
         (results / algo / "seed1").mkdir(parents=True)
-        (results / algo / "seed1" / "train.log").write_text("".join(valid(e + 1, b) for e, b in enumerate(curve)))
+        (results / algo / "seed1" / "train.log").write_text(
+            "".join(valid(e, u, b) for (e, u), b in zip(points, curve)))
         (results / algo / "seed1" / "scores-test.json").write_text(json.dumps({"bleu": 30.0, "sacrebleu": 29.0}))
     proc = run(str(BIN / "python"), "scripts/report.py", "--results", str(results))
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = (results / "table.md").read_text()
-    assert "| mle | 1 | 35.50 | 3 | 10 | no |" in table
-    assert "| interpolation | 1 | 36.00 | 10 | 10 | yes |" in table
+    assert "| mle | 1 | 35.50 | 3 | 1362 | 10 | 4540 | no |" in table
+    assert "| interpolation | 1 | 36.00 | 10 | 4540 | 10 | 4540 | yes |" in table
+    assert "| risk | 1 | 39.10 | 2 | 908 | 3 | 1000 | yes |" in table
