@@ -15,9 +15,10 @@ scores is left out. Both small files are copied to
   and the paper's number and gain (Table 1 BLEU, Table 2 ROUGE-L), then both orderings;
   then each run's validation pick (best score, its epoch and update, and whether it falls in the
   run's last 10% of updates, where the budget may have cut the algorithm short). A fine-tuning
-  table (runs started with ``train.sh --init``, i.e. fairseq's ``--finetune-from-model``) adds the gain over the model each
-  run started from, seed by seed: ``collect`` copies that model's own test scores beside the run as
-  ``scores-start.json``; its ``mle`` row is MLE continued, so "vs MLE" is the gain over MLE continued;
+  table (runs started with ``train.sh --init``, i.e. fairseq's ``--finetune-from-model``) adds
+  the gain over the model each run started from, seed by seed: ``collect`` copies that model's
+  own test scores beside the run as ``scores-start.json``; its ``mle`` row is MLE continued, so
+  "vs MLE" is the gain over MLE continued;
 * ``RESULTS/convergence.png``: validation BLEU (or ROUGE) against updates, mean over seeds, per
   algorithm (the paper's Figure 3);
 * ``RESULTS/gain-over-mle.png``: each algorithm's test gain over MLE beside the paper's (for
